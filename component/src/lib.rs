@@ -1,0 +1,21 @@
+//! Vitrine's ViT component: everything between HTTP bytes and a prediction.
+//!
+//! Compiled for `wasm32-wasip2` it is a `wasi:http/incoming-handler` component
+//! that runs under the `vitrine` host, `wasmtime serve` and Spin. Compiled
+//! natively, the same modules are unit-tested with `cargo test`.
+//!
+//! - [`preprocess`]: decode and turn an image into the tensor HF's `ViTImageProcessor` would.
+//! - [`inference`]: load and run the ONNX model with tract.
+//! - [`postprocess`]: softmax, top-k and labels.
+//! - [`api`]: TF Serving's REST routes, request and reply shapes.
+//! - [`service`]: the handler tying them together.
+
+pub mod api;
+pub mod config;
+pub mod inference;
+pub mod postprocess;
+pub mod preprocess;
+pub mod service;
+
+#[cfg(target_arch = "wasm32")]
+mod wasi_http;

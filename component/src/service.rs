@@ -1,0 +1,274 @@
+//! The request handler: what the component answers for a method, path and body.
+//!
+//! It is plain Rust so it can be tested natively; `wasi_http` only adapts it to
+//! `wasi:http/incoming-handler`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::Context;
+
+use crate::api::{
+    self, Action, ApiError, PredictRequest, Prediction, RequestLimits, Route, VersionSelector,
+    VersionStatus,
+};
+use crate::config::{ModelConfig, PreprocessorConfig};
+use crate::inference::Classifier;
+use crate::postprocess;
+use crate::preprocess::{self, DecodeLimits};
+
+/// Where the served model comes from and how requests are bounded.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub model_name: String,
+    pub version: u64,
+    /// The version folder: `model.onnx`, `config.json`, `preprocessor_config.json`.
+    pub model_dir: PathBuf,
+    pub request_limits: RequestLimits,
+    pub decode_limits: DecodeLimits,
+}
+
+impl ServiceConfig {
+    /// Reads `VITRINE_MODEL_NAME` (default `hf-vit`), `VITRINE_MODEL_VERSION`
+    /// (default 1) and `VITRINE_MODEL_DIR` (default `/model`), so the same
+    /// component runs under our host, `wasmtime serve --env` and Spin.
+    pub fn from_env() -> ServiceConfig {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        ServiceConfig {
+            model_name: var("VITRINE_MODEL_NAME").unwrap_or_else(|| "hf-vit".into()),
+            version: var("VITRINE_MODEL_VERSION")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            model_dir: var("VITRINE_MODEL_DIR")
+                .unwrap_or_else(|| "/model".into())
+                .into(),
+            request_limits: RequestLimits::default(),
+            decode_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+/// A model version loaded into memory, ready to answer.
+pub struct LoadedModel {
+    pub classifier: Classifier,
+    pub preprocessor: PreprocessorConfig,
+    pub config: ModelConfig,
+}
+
+impl LoadedModel {
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<LoadedModel> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let preprocessor = PreprocessorConfig::from_json(&read("preprocessor_config.json")?)
+            .context("invalid preprocessor_config.json")?;
+        let config =
+            ModelConfig::from_json(&read("config.json")?).context("invalid config.json")?;
+        let classifier = Classifier::load(
+            &dir.join("model.onnx"),
+            3,
+            preprocessor.size.height as usize,
+            preprocessor.size.width as usize,
+            config.id2label.len(),
+        )?;
+        Ok(LoadedModel {
+            classifier,
+            preprocessor,
+            config,
+        })
+    }
+
+    /// Preprocesses every image into one batch tensor, runs it once, and
+    /// returns `(top_k labels, logits row)` per image.
+    pub fn predict(&self, req: &PredictRequest, limits: &DecodeLimits) -> Result<Vec<Prediction>, ApiError> {
+        let len = self.classifier.image_len();
+        let mut pixels = vec![0f32; len * req.images.len()];
+        for (i, (bytes, row)) in req.images.iter().zip(pixels.chunks_exact_mut(len)).enumerate() {
+            preprocess::preprocess_into(bytes, &self.preprocessor, limits, row)
+                .map_err(|e| ApiError::invalid(format!("instance {i}: {e}")))?;
+        }
+        let logits = self
+            .classifier
+            .run(req.images.len(), pixels)
+            .map_err(|e| ApiError::internal(format!("inference failed: {e:#}")))?;
+        let logits = logits
+            .try_as_plain_ram()
+            .and_then(|view| view.as_slice::<f32>())
+            .map_err(|e| ApiError::internal(format!("unexpected logits: {e}")))?;
+        Ok(logits
+            .chunks_exact(self.classifier.num_labels)
+            .map(|row| {
+                let probs = postprocess::softmax(row);
+                let top: Vec<(String, f32)> = postprocess::top_k(&probs, req.top_k)
+                    .into_iter()
+                    .map(|(i, p)| (postprocess::label(&self.config.id2label, i), p))
+                    .collect();
+                Prediction::new(&top, req.return_logits.then(|| row.to_vec()))
+            })
+            .collect())
+    }
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Reply {
+        Reply {
+            status: e.status,
+            body: e.to_json(),
+        }
+    }
+}
+
+/// Answers TF Serving REST requests for one model version.
+pub struct Service {
+    config: ServiceConfig,
+    model: OnceLock<Result<LoadedModel, String>>,
+}
+
+/// Path the host uses to load the model and run one synthetic image before
+/// the version is marked AVAILABLE.
+pub const WARMUP_PATH: &str = "/vitrine/warmup";
+
+impl Service {
+    pub fn new(config: ServiceConfig) -> Service {
+        Service {
+            config,
+            model: OnceLock::new(),
+        }
+    }
+
+    /// The model, loaded on first use and kept for the instance's lifetime.
+    pub fn model(&self) -> Result<&LoadedModel, ApiError> {
+        self.model
+            .get_or_init(|| LoadedModel::load(&self.config.model_dir).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| {
+                ApiError::unavailable(format!(
+                    "model {} version {} failed to load: {e}",
+                    self.config.model_name, self.config.version
+                ))
+            })
+    }
+
+    pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        match self.route(method, path, body) {
+            Ok(reply) => reply,
+            Err(e) => e.into(),
+        }
+    }
+
+    fn route(&self, method: &str, path: &str, body: &[u8]) -> Result<Reply, ApiError> {
+        if path == WARMUP_PATH {
+            return self.warmup();
+        }
+        let route = Route::parse(path)?;
+        self.check_servable(&route)?;
+        match (route.action, method) {
+            (Action::Predict, "POST") => {
+                let req = PredictRequest::parse(body, &self.config.request_limits)?;
+                let predictions = self.model()?.predict(&req, &self.config.decode_limits)?;
+                Ok(ok(api::predict_reply(req.format, predictions)))
+            }
+            (Action::Metadata, "GET") => Ok(ok(self.metadata()?)),
+            (Action::Status, "GET") => {
+                let status = match self.model() {
+                    Ok(_) => VersionStatus {
+                        version: self.config.version,
+                        state: "AVAILABLE",
+                        error: None,
+                    },
+                    Err(e) => VersionStatus {
+                        version: self.config.version,
+                        state: "END",
+                        error: Some(e.message),
+                    },
+                };
+                Ok(ok(api::status_reply(&[status])))
+            }
+            (Action::Predict, _) => Err(ApiError::method_not_allowed("use POST for :predict")),
+            _ => Err(ApiError::method_not_allowed("use GET for model status and metadata")),
+        }
+    }
+
+    fn check_servable(&self, route: &Route) -> Result<(), ApiError> {
+        let known = route.model == self.config.model_name
+            && match &route.version {
+                VersionSelector::Latest => true,
+                VersionSelector::Number(v) => *v == self.config.version,
+                VersionSelector::Label(_) => false,
+            };
+        if known {
+            Ok(())
+        } else {
+            Err(ApiError::servable_not_found(&route.model, &route.version))
+        }
+    }
+
+    fn warmup(&self) -> Result<Reply, ApiError> {
+        let model = self.model()?;
+        let c = &model.classifier;
+        // Mid-grey: exercises the whole graph without needing an encoder here.
+        c.run(1, vec![0f32; c.image_len()])
+            .map_err(|e| ApiError::internal(format!("warm-up inference failed: {e:#}")))?;
+        Ok(ok(br#"{"warmed_up":true}"#.to_vec()))
+    }
+
+    /// TF Serving's `GetModelMetadata` for REST, plus what Vitrine knows about
+    /// the weights.
+    fn metadata(&self) -> Result<Vec<u8>, ApiError> {
+        let m = self.model()?;
+        let c = &m.classifier;
+        let tensor = |dtype: &str, dims: &[i64], name: &str| {
+            serde_json::json!({
+                "dtype": dtype,
+                "tensor_shape": {
+                    "dim": dims.iter().map(|d| serde_json::json!({"size": d.to_string(), "name": ""})).collect::<Vec<_>>(),
+                    "unknown_rank": false
+                },
+                "name": name
+            })
+        };
+        let mut vitrine = serde_json::json!({
+            "image_size": [c.height, c.width],
+            "num_labels": c.num_labels,
+            "random_weights": m.config.random_weights,
+        });
+        if m.config.random_weights {
+            vitrine["warning"] = "this model has RANDOM weights: its predictions are meaningless".into();
+        }
+        let reply = serde_json::json!({
+            "model_spec": {
+                "name": self.config.model_name,
+                "signature_name": "",
+                "version": self.config.version.to_string(),
+            },
+            "metadata": {
+                "signature_def": {
+                    "signature_def": {
+                        api::SIGNATURE_NAME: {
+                            "inputs": { api::INPUT_NAME: tensor("DT_STRING", &[-1], "serving_default_string_input:0") },
+                            "outputs": {
+                                "label": tensor("DT_STRING", &[-1], "StatefulPartitionedCall:0"),
+                                "confidence": tensor("DT_FLOAT", &[-1], "StatefulPartitionedCall:1"),
+                            },
+                            "method_name": "tensorflow/serving/predict"
+                        }
+                    }
+                }
+            },
+            "vitrine": vitrine,
+        });
+        serde_json::to_vec(&reply).map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+fn ok(body: Vec<u8>) -> Reply {
+    Reply { status: 200, body }
+}

@@ -1,0 +1,54 @@
+//! Builds the ViT component for `wasm32-wasip2` and hands its path to the
+//! host, which embeds it: `vitrine` is one self-contained binary.
+//!
+//! Set `VITRINE_COMPONENT_WASM` to a prebuilt component to skip the nested build.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=VITRINE_COMPONENT_WASM");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let wasm = match env::var("VITRINE_COMPONENT_WASM") {
+        Ok(path) if !path.is_empty() => PathBuf::from(path),
+        _ => build_component(&out_dir),
+    };
+    println!("cargo:rustc-env=VITRINE_COMPONENT_WASM={}", wasm.display());
+}
+
+fn build_component(out_dir: &Path) -> PathBuf {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest.parent().expect("host/ lives in the workspace");
+    for watched in ["component/src", "component/Cargo.toml", "wit", "Cargo.lock", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    // <target>/<profile>/build/vitrine-<hash>/out: a sibling target dir of our
+    // own avoids deadlocking on the lock the outer cargo holds.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-component"))
+        .unwrap_or_else(|| out_dir.join("wasm-component"));
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "vitrine-component"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The outer build's flags and wrappers are for the host target, not wasm.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cannot run cargo to build the component");
+    if !status.success() {
+        panic!(
+            "building the component for wasm32-wasip2 failed; run `rustup target add wasm32-wasip2` \
+             and `cargo build --release --target wasm32-wasip2 -p vitrine-component` to see why"
+        );
+    }
+    target_dir.join("wasm32-wasip2/release/vitrine_component.wasm")
+}

@@ -1,0 +1,157 @@
+//! Command-line flags. `serve` takes TF Serving's flag names so the blog's
+//! container `args` work unchanged.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "vitrine", version, about = "Serve ViT image classifiers from a WebAssembly component")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve models over TF Serving's REST API.
+    Serve(ServeArgs),
+    /// Write a demo ViT with seeded random weights in optimum's ONNX layout.
+    DemoModel(DemoModelArgs),
+    /// Compile the component ahead of time into the cache, so `serve` starts fast.
+    Compile(CompileArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DemoSize {
+    /// google/vit-base-patch16-224's architecture (86.6M parameters, ~350 MB).
+    Base,
+    /// 2 layers, hidden 192: for tests.
+    Tiny,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// gRPC port (TF Serving's `--port`); gRPC is not served yet.
+    #[arg(long = "port", default_value_t = 8500)]
+    pub grpc_port: u16,
+    /// Port of the REST API.
+    #[arg(long = "rest_api_port", default_value_t = 8501)]
+    pub rest_api_port: u16,
+    /// Address to bind.
+    #[arg(long = "rest_api_host", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Name the model is served under.
+    #[arg(long = "model_name", default_value = "hf-vit")]
+    pub model_name: String,
+    /// Folder holding `<version>/` subfolders. Without it, a demo model with
+    /// random weights is written to the cache and served.
+    #[arg(long = "model_base_path")]
+    pub model_base_path: Option<PathBuf>,
+    /// Threads inside one inference. The guest path runs single-threaded
+    /// (wasm has no threads); accepted for compatibility.
+    #[arg(long = "tensorflow_intra_op_parallelism", default_value_t = 0)]
+    pub intra_op_parallelism: usize,
+    /// Inferences run at once: the number of warm component instances per
+    /// model version (0 = one per CPU core).
+    #[arg(long = "tensorflow_inter_op_parallelism", default_value_t = 0)]
+    pub inter_op_parallelism: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long = "max_request_bytes", default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
+    /// Which demo model to write when no `--model_base_path` is given.
+    #[arg(long = "demo_model", value_enum, default_value_t = DemoSize::Base)]
+    pub demo_model: DemoSize,
+    /// The component to run instead of the one built into this binary.
+    #[arg(long = "component")]
+    pub component: Option<PathBuf>,
+    /// Where compiled components and the demo model are cached.
+    #[arg(long = "cache_dir", env = "VITRINE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoModelArgs {
+    /// Version folder to write, e.g. `models/hf-vit/1`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = DemoSize::Base)]
+    pub size: DemoSize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component to compile instead of the built-in one.
+    #[arg(long)]
+    pub component: Option<PathBuf>,
+    #[arg(long, env = "VITRINE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Drops `serve` flags this server does not know, with a warning, so TF
+/// Serving deployments keep working. TF Serving flags are always
+/// `--name=value`, so dropping one argument is exact.
+pub fn drop_unknown_serve_flags(args: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let is_serve = args.get(1).map(String::as_str) == Some("serve");
+    if !is_serve {
+        return (args, Vec::new());
+    }
+    let cli = Cli::command();
+    let known: Vec<String> = cli
+        .find_subcommand("serve")
+        .map(|serve| {
+            serve
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .chain(["help".to_string(), "version".to_string()])
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kept = Vec::with_capacity(args.len());
+    let mut dropped = Vec::new();
+    for (i, arg) in args.into_iter().enumerate() {
+        let name = arg
+            .strip_prefix("--")
+            .map(|a| a.split('=').next().unwrap_or_default().to_string());
+        match name {
+            Some(name) if i > 1 && !name.is_empty() && !known.contains(&name) => dropped.push(arg),
+            _ => kept.push(arg),
+        }
+    }
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn blog_args_parse_and_unknown_flags_are_dropped() {
+        let args = strings(&[
+            "vitrine",
+            "serve",
+            "--port=8500",
+            "--rest_api_port=8501",
+            "--model_name=hf-vit",
+            "--model_base_path=/models/hf-vit",
+            "--tensorflow_inter_op_parallelism=2",
+            "--enable_model_warmup=true",
+            "--xla_cpu_compilation_enabled",
+        ]);
+        let (kept, dropped) = drop_unknown_serve_flags(args);
+        assert_eq!(dropped, strings(&["--enable_model_warmup=true", "--xla_cpu_compilation_enabled"]));
+        let cli = Cli::try_parse_from(kept).expect("parses");
+        let Command::Serve(s) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!((s.grpc_port, s.rest_api_port, s.inter_op_parallelism), (8500, 8501, 2));
+        assert_eq!(s.model_name, "hf-vit");
+        assert_eq!(s.model_base_path, Some(PathBuf::from("/models/hf-vit")));
+    }
+}

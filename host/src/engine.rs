@@ -1,0 +1,104 @@
+//! wasmtime setup and the compiled-component cache.
+//!
+//! Cranelift needs tens of seconds for the tract component, so compiled code
+//! is kept as `.cwasm` keyed by the component's hash and the engine's
+//! compatibility hash; a restart deserializes it in milliseconds.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+use crate::cli::CompileArgs;
+
+/// The component built into this binary by `build.rs`.
+pub static BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("VITRINE_COMPONENT_WASM"));
+
+pub fn new_engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.async_support(true);
+    config.wasm_component_model(true);
+    Engine::new(&config)
+}
+
+/// `$VITRINE_CACHE_DIR`, else the user's cache folder, else `./.vitrine-cache`.
+pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("vitrine")))
+        .unwrap_or_else(|| PathBuf::from(".vitrine-cache"))
+}
+
+/// Reads the component to serve: a file, or the built-in one.
+pub fn component_bytes(path: Option<&Path>) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
+    match path {
+        Some(p) => Ok(std::fs::read(p)
+            .with_context(|| format!("cannot read component {}", p.display()))?
+            .into()),
+        None => Ok(BUILTIN_COMPONENT.into()),
+    }
+}
+
+fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = Sha256::digest(wasm);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    dir.join("components")
+        .join(format!("{hex}-{:016x}.cwasm", hasher.finish()))
+}
+
+/// Loads `wasm`, compiling it only if the cache has no usable copy.
+pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Result<Component> {
+    let path = cache_path(engine, wasm, cache);
+    if path.is_file() {
+        // SAFETY: the file was written by `precompile_component` for an engine
+        // with the same compatibility hash (part of its name), and the cache
+        // folder is ours.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => {
+                tracing::debug!("loaded compiled component from {}", path.display());
+                return Ok(component);
+            }
+            Err(e) => tracing::warn!("ignoring unusable compiled component {}: {e:#}", path.display()),
+        }
+    }
+    let started = Instant::now();
+    tracing::info!(
+        "compiling the component with Cranelift ({} MB); this takes up to a minute once, then it is cached in {}",
+        wasm.len() >> 20,
+        path.display()
+    );
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("compiling component");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let compiled = engine.precompile_component(wasm);
+    spinner.finish_and_clear();
+    let compiled = compiled.context("the component does not compile")?;
+    tracing::info!("compiled in {:.1} s", started.elapsed().as_secs_f64());
+    if let Err(e) = write_atomically(&path, &compiled) {
+        tracing::warn!("cannot cache the compiled component at {}: {e:#}", path.display());
+    }
+    // SAFETY: the bytes come from `precompile_component` on this engine.
+    unsafe { Component::deserialize(engine, &compiled) }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("cache path has no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn compile_command(args: CompileArgs) -> anyhow::Result<()> {
+    let engine = new_engine()?;
+    let wasm = component_bytes(args.component.as_deref())?;
+    let cache = cache_dir(args.cache_dir.as_deref());
+    load_component(&engine, &wasm, &cache)?;
+    println!("{}", cache_path(&engine, &wasm, &cache).display());
+    Ok(())
+}

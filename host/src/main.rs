@@ -1,0 +1,49 @@
+//! `vitrine`: serves Hugging Face ViT image classifiers, with the model code
+//! (pre/postprocessing and tract inference) sandboxed in a WebAssembly
+//! component and TF Serving's REST API in front.
+//!
+//! - [`cli`]: flags, in TF Serving's names.
+//! - [`repository`]: finds model versions under `<base>/<name>/<version>/`.
+//! - [`engine`]: wasmtime setup and the compiled-component cache.
+//! - [`pool`]: warm component instances that answer requests.
+//! - [`rest`]: the HTTP front end.
+//! - [`demo`]: the bundled demo model.
+
+mod cli;
+mod demo;
+mod engine;
+mod pool;
+mod repository;
+mod rest;
+mod server;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let (args, dropped) = cli::drop_unknown_serve_flags(std::env::args().collect());
+    for flag in &dropped {
+        tracing::warn!("ignoring flag {flag}: vitrine does not implement it");
+    }
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Command::Serve(args) => server::run(args),
+        Command::DemoModel(args) => demo::write(&args.out, args.size, args.seed),
+        Command::Compile(args) => engine::compile_command(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `vitrine serve`: loads the newest model version into a pool of warm
+//! component instances and serves TF Serving's REST API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::cli::ServeArgs;
+use crate::pool::{InstancePool, Servable};
+use crate::{demo, engine, pool, repository, rest};
+
+/// Where one model version stands, in TF Serving's terms.
+#[derive(Clone)]
+pub enum VersionState {
+    Loading,
+    Available(Arc<InstancePool>),
+    Failed(String),
+}
+
+/// The models this server knows and the state of each version.
+pub struct Registry {
+    pub model_name: String,
+    versions: RwLock<BTreeMap<u64, VersionState>>,
+    pub max_request_bytes: usize,
+}
+
+impl Registry {
+    pub fn new(model_name: String, max_request_bytes: usize) -> Registry {
+        Registry {
+            model_name,
+            versions: RwLock::new(BTreeMap::new()),
+            max_request_bytes,
+        }
+    }
+
+    fn set(&self, version: u64, state: VersionState) {
+        if let Ok(mut v) = self.versions.write() {
+            v.insert(version, state);
+        }
+    }
+
+    /// Every version with its state, oldest first.
+    pub fn versions(&self) -> Vec<(u64, VersionState)> {
+        self.versions
+            .read()
+            .map(|v| v.iter().map(|(k, s)| (*k, s.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// The pool serving `version`, or the newest available one.
+    pub fn available(&self, version: Option<u64>) -> Option<Arc<InstancePool>> {
+        let versions = self.versions.read().ok()?;
+        let pick = |s: &VersionState| match s {
+            VersionState::Available(p) => Some(p.clone()),
+            _ => None,
+        };
+        match version {
+            Some(v) => versions.get(&v).and_then(pick),
+            None => versions.values().rev().find_map(pick),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.available(None).is_some()
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cache = engine::cache_dir(args.cache_dir.as_deref());
+    let base = match args.model_base_path.clone() {
+        Some(base) => base,
+        None => {
+            let (cache, name, size) = (cache.clone(), args.model_name.clone(), args.demo_model);
+            tracing::info!("no --model_base_path given: serving the demo model (random weights)");
+            tokio::task::spawn_blocking(move || demo::ensure(&cache, &name, size)).await??
+        }
+    };
+    // Fail fast on a wrong path, before binding ports.
+    repository::scan(&base)?;
+
+    let engine = engine::new_engine()?;
+    let wasm = engine::component_bytes(args.component.as_deref())?;
+    let component = {
+        let (engine, cache) = (engine.clone(), cache.clone());
+        let wasm = wasm.into_owned();
+        tokio::task::spawn_blocking(move || engine::load_component(&engine, &wasm, &cache)).await??
+    };
+    let linker = pool::linker(&engine)?;
+
+    let registry = Arc::new(Registry::new(args.model_name.clone(), args.max_request_bytes));
+    let addr = format!("{}:{}", args.host, args.rest_api_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another server using port {}?", args.rest_api_port))?;
+    tracing::info!("REST API listening on {}", listener.local_addr()?);
+    if args.grpc_port != 0 {
+        tracing::warn!("gRPC (--port={}) is not served yet; use the REST API", args.grpc_port);
+    }
+
+    let instances = match args.inter_op_parallelism {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let loader = {
+        let registry = registry.clone();
+        let name = args.model_name.clone();
+        async move {
+            let versions = match repository::scan(&base) {
+                Ok(v) => v,
+                Err(e) => return tracing::error!("{e:#}"),
+            };
+            let Some(newest) = versions.last() else {
+                return tracing::error!(
+                    "no complete version folder under {}: add {}/1/ with model.onnx, config.json and preprocessor_config.json",
+                    base.display(),
+                    base.display()
+                );
+            };
+            let servable = Servable {
+                name: name.clone(),
+                version: newest.version,
+                dir: newest.path.clone(),
+            };
+            registry.set(newest.version, VersionState::Loading);
+            let load_started = Instant::now();
+            match InstancePool::start(&linker, &component, servable, instances).await {
+                Ok(pool) => {
+                    if has_random_weights(&newest.path) {
+                        tracing::warn!(
+                            "model {name} version {} has RANDOM weights (a Vitrine demo model): its predictions are meaningless",
+                            newest.version
+                        );
+                    }
+                    registry.set(newest.version, VersionState::Available(pool));
+                    tracing::info!(
+                        "model {name} version {} is AVAILABLE ({instances} warm instances, loaded in {:.1} s, {:.1} s after start)",
+                        newest.version,
+                        load_started.elapsed().as_secs_f64(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Err(e) => {
+                    tracing::error!("model {name} version {} failed to load: {e:#}", newest.version);
+                    registry.set(newest.version, VersionState::Failed(format!("{e:#}")));
+                }
+            }
+        }
+    };
+    tokio::spawn(loader);
+
+    axum::serve(listener, rest::router(registry))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the REST server failed")?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Demo models mark themselves in `config.json` (`"vitrine": {"random_weights": true}`).
+fn has_random_weights(dir: &std::path::Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|c| c["vitrine"]["random_weights"] == true)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs Vitrine's whole test suite on a fresh machine: installs the wasm target
+# and the Python reference (transformers + onnxruntime, no torch) into .venv,
+# then runs every unit and end-to-end test. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    step "installing the wasm32-wasip2 target (pinned in rust-toolchain.toml)"
+    rustup target add wasm32-wasip2
+fi
+
+if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers' 2>/dev/null; then
+    step "creating .venv with the Python reference (tests/requirements.txt)"
+    python3 -m venv .venv
+    .venv/bin/pip install --disable-pip-version-check --progress-bar off -r tests/requirements.txt
+fi
+
+step "building and running the tests (a cold build of wasmtime and tract takes about 25 minutes on 2 cores)"
+cargo test --release --workspace "$@"

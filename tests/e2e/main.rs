@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `vitrine` binary on loopback, real wasmtime,
+//! real tract inside the component, real model files.
+
+mod support;
+
+mod errors;
+mod parity;
+mod predict;

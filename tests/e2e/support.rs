@@ -1,0 +1,343 @@
+//! Shared test harness: the real `vitrine` binary on a loopback port, demo
+//! models, and the Python reference (HF's ViTImageProcessor + onnxruntime).
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is in the workspace")
+        .to_path_buf()
+}
+
+/// `../shared/` beside the project root. Tests that need it fail loudly when
+/// it is missing rather than pass without checking anything.
+pub fn shared() -> PathBuf {
+    let dir = workspace_root().join("../shared");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the parity tests need shared/images and shared/models beside the project root",
+        dir.display()
+    );
+    dir
+}
+
+pub fn shared_images() -> Vec<PathBuf> {
+    let mut images: Vec<PathBuf> = std::fs::read_dir(shared().join("images"))
+        .expect("shared/images")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    images.sort();
+    assert!(!images.is_empty(), "shared/images is empty");
+    images
+}
+
+pub fn coco_jpeg() -> PathBuf {
+    shared().join("images/coco_000000039769.jpg")
+}
+
+/// The Python with transformers and onnxruntime: `$VITRINE_PYTHON`, else `.venv/`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("VITRINE_PYTHON") {
+        return p.into();
+    }
+    let venv = workspace_root().join(".venv/bin/python");
+    assert!(
+        venv.is_file(),
+        "no Python reference environment at {}: run the README's test command (./test.sh), which creates it, or set VITRINE_PYTHON",
+        venv.display()
+    );
+    venv
+}
+
+fn scratch() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vitrine-e2e")
+}
+
+/// Compiled components are cached here, shared by every server the tests start.
+pub fn cache_dir() -> PathBuf {
+    scratch().join("cache")
+}
+
+pub fn vitrine() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrine"));
+    cmd.env("VITRINE_CACHE_DIR", cache_dir());
+    cmd
+}
+
+/// Compiles the component once per test run, so parallel tests don't each
+/// pay Cranelift.
+pub fn precompile() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let status = vitrine().arg("compile").status().expect("run vitrine compile");
+        assert!(status.success(), "vitrine compile failed");
+    });
+}
+
+/// A model repository `<base>/<name>/1/` holding the tiny demo ViT (seed 0).
+pub fn tiny_repo() -> PathBuf {
+    static REPO: OnceLock<PathBuf> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let base = scratch().join("repo-tiny/hf-vit");
+        if !base.join("1/model.onnx").is_file() {
+            let status = vitrine()
+                .args(["demo-model", "--size", "tiny", "--seed", "0", "--out"])
+                .arg(base.join("1"))
+                .status()
+                .expect("run vitrine demo-model");
+            assert!(status.success(), "vitrine demo-model failed");
+        }
+        base
+    })
+    .clone()
+}
+
+/// A running `vitrine serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    pub model: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Server {
+    /// Starts the server on `base` and waits until `model` is AVAILABLE.
+    pub fn start(model: &str, base: &Path, extra: &[&str]) -> Server {
+        precompile();
+        let port = free_port();
+        std::fs::create_dir_all(scratch()).expect("scratch dir");
+        let log = scratch().join(format!("server-{port}.log"));
+        let child = vitrine()
+            .arg("serve")
+            .arg(format!("--rest_api_port={port}"))
+            .arg("--rest_api_host=127.0.0.1")
+            .arg("--port=0")
+            .arg(format!("--model_name={model}"))
+            .arg(format!("--model_base_path={}", base.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn vitrine");
+        let mut server = Server {
+            child,
+            port,
+            log,
+            model: model.to_string(),
+        };
+        server.wait_available();
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    fn wait_available(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let status_url = self.url(&format!("/v1/models/{}", self.model));
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!("vitrine exited with {exit} before serving:\n{}", self.log());
+            }
+            if let Ok(resp) = client().get(&status_url).send()
+                && let Ok(v) = resp.json::<Value>()
+            {
+                let state = &v["model_version_status"][0]["state"];
+                if state == "AVAILABLE" {
+                    return;
+                }
+                if state == "END" {
+                    panic!("model failed to load: {v}\n{}", self.log());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("vitrine did not serve within 10 minutes:\n{}", self.log());
+    }
+
+    /// True while the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn predict(&self, body: &Value) -> (u16, Value) {
+        self.post(&format!("/v1/models/{}:predict", self.model), body.to_string())
+    }
+
+    pub fn post(&self, path: &str, body: String) -> (u16, Value) {
+        let resp = client()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {text:?}"));
+        (status, value)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let resp = client().get(self.url(path)).send().expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client")
+}
+
+/// The blog's client encoding: URL-safe base64 of the file's bytes.
+pub fn urlsafe_b64(path: &Path) -> String {
+    base64::engine::general_purpose::URL_SAFE.encode(std::fs::read(path).expect("read image"))
+}
+
+/// The blog's exact request body.
+pub fn blog_request(image: &Path) -> Value {
+    serde_json::json!({"signature_name": "serving_default", "instances": [urlsafe_b64(image)]})
+}
+
+/// Logits onnxruntime computes on a model folder.
+pub struct Reference {
+    pub json: Value,
+}
+
+impl Reference {
+    /// HF-preprocessed logits for `images`, and onnxruntime logits on each raw
+    /// f32 tensor in `pixels`.
+    pub fn compute(model_dir: &Path, images: &[PathBuf], pixels: &[PathBuf]) -> Reference {
+        let out = scratch().join(format!(
+            "reference-{}-{}.json",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(scratch()).expect("scratch");
+        let output = Command::new(python())
+            .arg(workspace_root().join("tests/reference/reference.py"))
+            .arg("--model")
+            .arg(model_dir)
+            .arg("--images")
+            .args(images)
+            .arg("--pixels")
+            .args(pixels)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run the Python reference");
+        assert!(
+            output.status.success(),
+            "reference.py failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json = serde_json::from_slice(&std::fs::read(&out).expect("reference output"))
+            .expect("reference JSON");
+        Reference { json }
+    }
+
+    pub fn image_logits(&self, image: &Path) -> Vec<f32> {
+        floats(&self.json["images"][image.to_str().expect("utf-8 path")]["logits"])
+    }
+
+    pub fn pixel_logits(&self, pixels: &Path) -> Vec<f32> {
+        floats(&self.json["pixels"][pixels.to_str().expect("utf-8 path")]["logits"])
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+pub fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a list of numbers, got {v}"))
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Writes Vitrine's own pixel tensor for `image` (the component's preprocess
+/// code, compiled natively) as raw f32, for onnxruntime to run on.
+pub fn vitrine_pixels(image: &Path, model_dir: &Path) -> PathBuf {
+    use vitrine_component::config::PreprocessorConfig;
+    use vitrine_component::preprocess::{DecodeLimits, preprocess_into};
+    let cfg = PreprocessorConfig::from_json(
+        &std::fs::read(model_dir.join("preprocessor_config.json")).expect("preprocessor config"),
+    )
+    .expect("parse preprocessor config");
+    let mut pixels = vec![0f32; 3 * (cfg.size.height * cfg.size.width) as usize];
+    preprocess_into(
+        &std::fs::read(image).expect("image"),
+        &cfg,
+        &DecodeLimits::default(),
+        &mut pixels,
+    )
+    .expect("preprocess");
+    let out = scratch().join(format!(
+        "{}-{}.f32",
+        image.file_name().and_then(|n| n.to_str()).unwrap_or("image"),
+        rand_suffix()
+    ));
+    let bytes: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
+    std::fs::write(&out, bytes).expect("write pixels");
+    out
+}
+
+/// Indices of the `k` largest values, best first.
+pub fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|a, b| values[*b].total_cmp(&values[*a]).then(a.cmp(b)));
+    idx.truncate(k);
+    idx
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|x| f64::from(x - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
