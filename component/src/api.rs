@@ -369,13 +369,22 @@ pub struct Prediction {
     pub logits: Option<Vec<f32>>,
 }
 
+/// JSON number with f32's shortest decimal form (0.8966, not 0.89660000801).
+fn f32_value(x: f32) -> Value {
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
 impl Prediction {
     pub fn new(top: &[(String, f32)], logits: Option<Vec<f32>>) -> Prediction {
         let (label, confidence) = match top {
-            [(l, c)] => (Value::from(l.as_str()), Value::from(*c)),
+            [(l, c)] => (Value::from(l.as_str()), f32_value(*c)),
             _ => (
                 top.iter().map(|(l, _)| Value::from(l.as_str())).collect(),
-                top.iter().map(|(_, c)| Value::from(*c)).collect(),
+                top.iter().map(|(_, c)| f32_value(*c)).collect(),
             ),
         };
         Prediction {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{Context, bail};
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 
 /// ViT's `IMAGENET_STANDARD_MEAN` / `IMAGENET_STANDARD_STD`.
 const IMAGENET_STANDARD: [f32; 3] = [0.5, 0.5, 0.5];
@@ -92,13 +92,14 @@ struct UnsupportedSteps {
 
 impl PreprocessorConfig {
     /// Parses `preprocessor_config.json` and checks that the result is usable.
+    /// Errors name the offending key; callers add which file it was.
     pub fn from_json(bytes: &[u8]) -> anyhow::Result<Self> {
-        let cfg: Self =
-            serde_json::from_slice(bytes).context("invalid preprocessor_config.json")?;
-        let steps: UnsupportedSteps =
-            serde_json::from_slice(bytes).context("invalid preprocessor_config.json")?;
+        let cfg: Self = serde_json::from_slice(bytes)?;
+        let steps: UnsupportedSteps = serde_json::from_slice(bytes)?;
         if steps.do_center_crop == Some(true) {
-            bail!("preprocessor_config.json asks for do_center_crop, which Vitrine does not support");
+            bail!(
+                "preprocessor_config.json asks for do_center_crop, which Vitrine does not support"
+            );
         }
         if steps.do_pad == Some(true) {
             bail!("preprocessor_config.json asks for do_pad, which Vitrine does not support");
@@ -115,7 +116,10 @@ impl PreprocessorConfig {
             );
         }
         if !self.rescale_factor.is_finite() {
-            bail!("rescale_factor {} is not a finite number", self.rescale_factor);
+            bail!(
+                "rescale_factor {} is not a finite number",
+                self.rescale_factor
+            );
         }
         if self.image_mean.iter().any(|m| !m.is_finite()) {
             bail!("image_mean {:?} has a non-finite entry", self.image_mean);
@@ -278,7 +282,10 @@ struct RawModelConfig {
     id2label: Option<BTreeMap<String, String>>,
     #[serde(default)]
     num_labels: Option<usize>,
-    #[serde(default = "default_model_image_size", deserialize_with = "deserialize_side")]
+    #[serde(
+        default = "default_model_image_size",
+        deserialize_with = "deserialize_side"
+    )]
     image_size: u32,
     #[serde(default = "default_num_channels")]
     num_channels: u32,
@@ -321,9 +328,9 @@ fn deserialize_side<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D
 const DEFAULT_NUM_LABELS: usize = 2;
 
 impl ModelConfig {
-    /// Parses a Hugging Face `config.json`.
+    /// Parses a Hugging Face `config.json`; callers add the file name to errors.
     pub fn from_json(bytes: &[u8]) -> anyhow::Result<Self> {
-        let raw: RawModelConfig = serde_json::from_slice(bytes).context("invalid config.json")?;
+        let raw: RawModelConfig = serde_json::from_slice(bytes)?;
 
         let mut indexed = Vec::new();
         for (key, label) in raw.id2label.unwrap_or_default() {
@@ -367,7 +374,13 @@ mod tests {
     fn preprocessor_defaults_match_vit_base() {
         let cfg = PreprocessorConfig::from_json(b"{}").unwrap();
         assert!(cfg.do_resize && cfg.do_rescale && cfg.do_normalize);
-        assert_eq!(cfg.size, ImageSize { height: 224, width: 224 });
+        assert_eq!(
+            cfg.size,
+            ImageSize {
+                height: 224,
+                width: 224
+            }
+        );
         assert_eq!(cfg.resample, Resample::Bilinear);
         assert_eq!(cfg.rescale_factor, (1.0f64 / 255.0) as f32);
         assert_eq!(cfg.image_mean, [0.5; 3]);
@@ -388,7 +401,13 @@ mod tests {
             "do_convert_rgb": true
         }"#;
         let cfg = PreprocessorConfig::from_json(json).unwrap();
-        assert_eq!(cfg.size, ImageSize { height: 384, width: 320 });
+        assert_eq!(
+            cfg.size,
+            ImageSize {
+                height: 384,
+                width: 320
+            }
+        );
         assert_eq!(cfg.resample, Resample::Bicubic);
         assert_eq!(cfg.image_mean, [0.485, 0.456, 0.406]);
         assert_eq!(cfg.image_std, [0.229, 0.224, 0.225]);
@@ -397,13 +416,27 @@ mod tests {
 
     #[test]
     fn preprocessor_accepts_legacy_forms() {
-        let cfg = PreprocessorConfig::from_json(br#"{"size": 384, "image_mean": 0.5, "image_std": 0.25}"#)
-            .unwrap();
-        assert_eq!(cfg.size, ImageSize { height: 384, width: 384 });
+        let cfg = PreprocessorConfig::from_json(
+            br#"{"size": 384, "image_mean": 0.5, "image_std": 0.25}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.size,
+            ImageSize {
+                height: 384,
+                width: 384
+            }
+        );
         assert_eq!(cfg.image_mean, [0.5; 3]);
         assert_eq!(cfg.image_std, [0.25; 3]);
         let cfg = PreprocessorConfig::from_json(br#"{"size": [200, 100]}"#).unwrap();
-        assert_eq!(cfg.size, ImageSize { height: 200, width: 100 });
+        assert_eq!(
+            cfg.size,
+            ImageSize {
+                height: 200,
+                width: 100
+            }
+        );
     }
 
     #[test]
@@ -419,7 +452,11 @@ mod tests {
             b"not json",
         ] {
             let err = PreprocessorConfig::from_json(json);
-            assert!(err.is_err(), "{} should be refused", String::from_utf8_lossy(json));
+            assert!(
+                err.is_err(),
+                "{} should be refused",
+                String::from_utf8_lossy(json)
+            );
         }
         let err = PreprocessorConfig::from_json(br#"{"resample": 7}"#).unwrap_err();
         assert!(format!("{err:#}").contains("resample 7"), "{err:#}");
@@ -428,7 +465,10 @@ mod tests {
     #[test]
     fn resample_codes_round_trip() {
         for code in 0..6 {
-            assert_eq!(u64::from(Resample::from_pil_code(code).unwrap().pil_code()), code);
+            assert_eq!(
+                u64::from(Resample::from_pil_code(code).unwrap().pil_code()),
+                code
+            );
         }
     }
 

@@ -20,9 +20,8 @@ pub static BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("VITRINE_COMPONENT_WAS
 
 pub fn new_engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
-    config.async_support(true);
     config.wasm_component_model(true);
-    Engine::new(&config)
+    Ok(Engine::new(&config)?)
 }
 
 /// `$VITRINE_CACHE_DIR`, else the user's cache folder, else `./.vitrine-cache`.
@@ -76,13 +75,15 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Res
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let compiled = engine.precompile_component(wasm);
     spinner.finish_and_clear();
-    let compiled = compiled.context("the component does not compile")?;
+    let compiled = compiled
+        .map_err(anyhow::Error::from)
+        .context("the component does not compile")?;
     tracing::info!("compiled in {:.1} s", started.elapsed().as_secs_f64());
     if let Err(e) = write_atomically(&path, &compiled) {
         tracing::warn!("cannot cache the compiled component at {}: {e:#}", path.display());
     }
     // SAFETY: the bytes come from `precompile_component` on this engine.
-    unsafe { Component::deserialize(engine, &compiled) }
+    Ok(unsafe { Component::deserialize(engine, &compiled) }?)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (args, dropped) = cli::drop_unknown_serve_flags(std::env::args().collect());
     for flag in &dropped {

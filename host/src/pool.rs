@@ -5,7 +5,7 @@
 //! then answers request after request. A guest trap discards the instance
 //! and a fresh one takes its place.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -90,6 +90,7 @@ impl InstancePool {
         size: usize,
     ) -> anyhow::Result<Arc<InstancePool>> {
         let pre = ProxyPre::new(linker.instantiate_pre(component)?)
+            .map_err(anyhow::Error::from)
             .context("the component does not export wasi:http/incoming-handler")?;
         let pool = Arc::new(InstancePool {
             pre,
@@ -116,7 +117,8 @@ impl InstancePool {
             .env("VITRINE_MODEL_NAME", &s.name)
             .env("VITRINE_MODEL_VERSION", s.version.to_string())
             .env("VITRINE_MODEL_DIR", GUEST_MODEL_DIR)
-            .preopened_dir(&s.dir, GUEST_MODEL_DIR, DirPerms::READ, FilePerms::READ)
+            .preopened_dir(&s.dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot open {}", s.dir.display()))?;
         let state = HostState {
             wasi: wasi.build(),
@@ -128,6 +130,7 @@ impl InstancePool {
             .pre
             .instantiate_async(&mut store)
             .await
+            .map_err(anyhow::Error::from)
             .context("the component does not instantiate")?;
         Ok(Instance { store, proxy })
     }
@@ -138,7 +141,7 @@ impl InstancePool {
         let response = response?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        let instance = instance.await?.context("the instance trapped during warm-up")?;
+        let instance = instance.await??.context("the instance trapped during warm-up")?;
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -171,7 +174,9 @@ impl InstancePool {
     ) {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| {
-            let req = req.map(|b| b.map_err(|never| match never {}));
+            let req = req.map(|b| {
+                b.map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
+            });
             let req = instance.store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
             let out = instance.store.data_mut().http().new_response_outparam(sender)?;
             anyhow::Ok((req, out))
@@ -220,9 +225,5 @@ impl InstancePool {
             drop(permit);
         });
         response
-    }
-
-    pub fn model_dir(&self) -> &Path {
-        &self.servable.dir
     }
 }
