@@ -20,7 +20,13 @@ fn main() {
 fn build_component(out_dir: &Path) -> PathBuf {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest.parent().expect("host/ lives in the workspace");
-    for watched in ["component/src", "component/Cargo.toml", "wit", "Cargo.lock", ".cargo/config.toml"] {
+    for watched in [
+        "component/src",
+        "component/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // <target>/<profile>/build/vitrine-<hash>/out: a sibling target dir of our
@@ -33,7 +39,14 @@ fn build_component(out_dir: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "vitrine-component"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "vitrine-component",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // The outer build's flags and wrappers are for the host target, not wasm.

@@ -77,13 +77,9 @@ impl Route {
         let (model, version) = match segments.as_slice() {
             [m] => (*m, VersionSelector::Latest),
             [m, "versions", v] => {
-                let n = v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("version must be a positive integer, got {v:?}"))
-                    })?;
+                let n = v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ApiError::invalid(format!("version must be a positive integer, got {v:?}"))
+                })?;
                 (*m, VersionSelector::Number(n))
             }
             [m, "labels", l] if !l.is_empty() => (*m, VersionSelector::Label((*l).to_string())),
@@ -234,7 +230,9 @@ impl PredictRequest {
             }
         };
         if items.is_empty() {
-            return Err(ApiError::invalid("\"instances\" is empty; send at least one image"));
+            return Err(ApiError::invalid(
+                "\"instances\" is empty; send at least one image",
+            ));
         }
         if items.len() > limits.max_instances {
             return Err(ApiError::invalid(format!(
@@ -481,9 +479,22 @@ mod tests {
         );
         assert_eq!(route("/v1/models/m").action, Action::Status);
         assert_eq!(route("/v1/models/m/versions/7").action, Action::Status);
-        assert_eq!(Route::parse("/v1/models/m/versions/x:predict").unwrap_err().status, 400);
-        assert_eq!(Route::parse("/v1/models/m/versions/0:predict").unwrap_err().status, 400);
-        assert_eq!(Route::parse("/v1/models/m:classify").unwrap_err().status, 404);
+        assert_eq!(
+            Route::parse("/v1/models/m/versions/x:predict")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            Route::parse("/v1/models/m/versions/0:predict")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            Route::parse("/v1/models/m:classify").unwrap_err().status,
+            404
+        );
         assert_eq!(Route::parse("/v2/models/m").unwrap_err().status, 404);
         assert_eq!(Route::parse("/v1/models/:predict").unwrap_err().status, 404);
         assert_eq!(Route::parse("/v1/models/a/b/c/d").unwrap_err().status, 404);
@@ -495,17 +506,25 @@ mod tests {
 
     #[test]
     fn instance_forms() {
-        // "hi?" is aGk/ in standard base64 and aGk_ in URL-safe base64.
-        let r = parse(r#"{"signature_name":"serving_default","instances":["aGk_","aGk/","aGk","aGk/="]}"#);
+        // "hi?" is aGk/ in standard base64 and aGk_ in URL-safe base64;
+        // "hi" is aGk= padded and aGk unpadded.
+        let r =
+            parse(r#"{"signature_name":"serving_default","instances":["aGk_","aGk/"," aGk/\n"]}"#);
         let r = r.expect("valid");
         assert_eq!(r.format, Format::Row);
-        assert_eq!(r.images, vec![b"hi?".to_vec(); 4]);
-        let r = parse(r#"{"instances":[{"b64":"aGk_"},{"string_input":{"b64":"aGk/"}},{"x":"aGk"}]}"#)
-            .expect("valid");
+        assert_eq!(r.images, vec![b"hi?".to_vec(); 3]);
+        let r = parse(r#"{"instances":["aGk=","aGk"]}"#).expect("valid");
+        assert_eq!(r.images, vec![b"hi".to_vec(); 2]);
+        let r =
+            parse(r#"{"instances":[{"b64":"aGk_"},{"string_input":{"b64":"aGk/"}},{"x":"aGk_"}]}"#)
+                .expect("valid");
         assert_eq!(r.images, vec![b"hi?".to_vec(); 3]);
         let r = parse(r#"{"inputs":{"string_input":["aGk_"]},"top_k":5,"return_logits":true}"#)
             .expect("valid");
-        assert_eq!((r.format, r.top_k, r.return_logits), (Format::Columnar, 5, true));
+        assert_eq!(
+            (r.format, r.top_k, r.return_logits),
+            (Format::Columnar, 5, true)
+        );
     }
 
     #[test]
@@ -516,9 +535,15 @@ mod tests {
             (r#"{"instances":"abc"}"#, "must be a list"),
             (r#"{"instances":[]}"#, "empty"),
             (r#"{"instances":[1]}"#, "got a number"),
-            (r#"{"instances":["!!!"]}"#, "instance 0: image is not valid base64"),
+            (
+                r#"{"instances":["!!!"]}"#,
+                "instance 0: image is not valid base64",
+            ),
             (r#"{"instances":["aGk-","aGk/+"]}"#, "instance 1"),
-            (r#"{"signature_name":"other","instances":["aGk"]}"#, "not found in signature def"),
+            (
+                r#"{"signature_name":"other","instances":["aGk"]}"#,
+                "not found in signature def",
+            ),
             (r#"{"inputs":["aGk"],"instances":["aGk"]}"#, "exactly one"),
             (r#"{"instances":["aGk"],"top_k":0}"#, "top_k"),
             (r#"{"instances":["aGk"],"top_k":"3"}"#, "top_k"),
@@ -542,7 +567,8 @@ mod tests {
             r#"{"predictions":[{"confidence":0.5,"label":"Egyptian cat"}]}"#
         );
         let top2 = Prediction::new(&[("a".into(), 0.5), ("b".into(), 0.25)], Some(vec![1.0]));
-        let v: Value = serde_json::from_slice(&predict_reply(Format::Columnar, vec![top2])).unwrap();
+        let v: Value =
+            serde_json::from_slice(&predict_reply(Format::Columnar, vec![top2])).unwrap();
         assert_eq!(v["outputs"]["label"], serde_json::json!([["a", "b"]]));
         assert_eq!(v["outputs"]["logits"], serde_json::json!([[1.0]]));
         assert_eq!(

@@ -72,9 +72,11 @@ impl Classifier {
     /// Runs `pixels`, laid out `[n, channels, height, width]`, and returns logits `[n, num_labels]`.
     pub fn run(&self, n: usize, pixels: Vec<f32>) -> anyhow::Result<Tensor> {
         // Moves the buffer into the tensor: no copy of the batch.
-        let input: Tensor =
-            tract_ndarray::Array4::from_shape_vec((n, self.channels, self.height, self.width), pixels)?
-                .into();
+        let input: Tensor = tract_ndarray::Array4::from_shape_vec(
+            (n, self.channels, self.height, self.width),
+            pixels,
+        )?
+        .into();
         let mut outputs = self.plan.run(tvec!(input.into()))?;
         let logits = outputs.remove(0).into_tensor();
         ensure!(
@@ -98,7 +100,10 @@ fn check_declared_input(
         return Ok(());
     };
     if shape.len() != 4 {
-        bail!("model input has rank {}, expected [batch, 3, height, width]", shape.len());
+        bail!(
+            "model input has rank {}, expected [batch, 3, height, width]",
+            shape.len()
+        );
     }
     let want = [channels, height, width];
     for (axis, (dim, want)) in shape[1..].iter().zip(want).enumerate() {

@@ -131,7 +131,7 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prepr
 
     let orientation = orientation_like_pil(&mut decoder);
     let rgb = if format == ImageFormat::Jpeg {
-        match jpeg::decode(bytes) {
+        match jpeg::decode(bytes, (width, height)) {
             Ok(rgb) => rgb,
             Err(jpeg::Failure::Corrupt(reason)) => {
                 return Err(PreprocessError::Decode(format!(
@@ -666,7 +666,7 @@ mod jpeg {
         63, 63, 63, 63, 63, 63, 63, 63, 63,
     ];
 
-    /// Why the fast path did not produce an image.
+    /// Why this decoder did not produce an image.
     pub(super) enum Failure {
         /// A valid JPEG feature this decoder does not implement.
         Unsupported,
@@ -921,7 +921,9 @@ mod jpeg {
     }
 
     /// Decodes `data` to RGB like PIL's `Image.open(...).convert("RGB")`.
-    pub(super) fn decode(data: &[u8]) -> Result<RgbImage> {
+    /// `size` is what the already-checked header declared; a frame of any
+    /// other size is refused before its buffers are allocated.
+    pub(super) fn decode(data: &[u8], size: (u32, u32)) -> Result<RgbImage> {
         if data.get(..2) != Some(&[0xFF, 0xD8]) {
             return Err(Failure::Corrupt("missing JPEG start-of-image marker"));
         }
@@ -936,15 +938,25 @@ mod jpeg {
 
         let mut pos = 2;
         loop {
-            // Markers may be preceded by any number of 0xFF fill bytes.
-            while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
-                pos += 1;
-            }
-            let marker = match data.get(pos..pos + 2) {
-                Some(&[0xFF, m]) => m,
-                // PIL stops at the end of the data; missing EOI was refused earlier.
-                None if frame.is_some() => break,
-                _ => return Err(Failure::Corrupt("expected a JPEG marker")),
+            // Like libjpeg, skip stray bytes (it warns) and 0xFF fill bytes.
+            let marker = loop {
+                while data.get(pos).is_some_and(|&b| b != 0xFF) {
+                    pos += 1;
+                }
+                while data.get(pos + 1) == Some(&0xFF) {
+                    pos += 1;
+                }
+                match data.get(pos + 1) {
+                    Some(0) => pos += 2,
+                    next => break next.copied(),
+                }
+            };
+            let Some(marker) = marker else {
+                // PIL stops at the end of the data; a missing EOI was refused earlier.
+                if frame.is_some() {
+                    break;
+                }
+                return Err(Failure::Corrupt("JPEG ends before its image data"));
             };
             pos += 2;
             if marker == 0xD9 {
@@ -961,7 +973,8 @@ mod jpeg {
                 .get(pos + 2..pos + len)
                 .ok_or(Failure::Corrupt("JPEG segment runs past the end"))?;
             match marker {
-                0xE0 => saw_jfif |= body.starts_with(b"JFIF\0"),
+                // libjpeg's minimum lengths for these two markers.
+                0xE0 => saw_jfif |= body.len() >= 14 && body.starts_with(b"JFIF\0"),
                 0xEE if body.len() >= 12 && body.starts_with(b"Adobe") => {
                     adobe_transform = Some(body[11]);
                 }
@@ -972,7 +985,7 @@ mod jpeg {
                     if frame.is_some() {
                         return Err(Failure::Corrupt("more than one JPEG frame"));
                     }
-                    frame = Some(read_frame(body, marker == 0xC2)?);
+                    frame = Some(read_frame(body, marker == 0xC2, size)?);
                 }
                 // Lossless, hierarchical, arithmetic-coded or DNL-sized images.
                 0xC3 | 0xC5..=0xC7 | 0xC8..=0xCF | 0xDC => return Err(Failure::Unsupported),
@@ -1096,7 +1109,7 @@ mod jpeg {
         Ok(())
     }
 
-    fn read_frame(body: &[u8], progressive: bool) -> Result<Frame> {
+    fn read_frame(body: &[u8], progressive: bool, size: (u32, u32)) -> Result<Frame> {
         let (&precision, rest) = body
             .split_first()
             .ok_or(Failure::Corrupt("short JPEG frame header"))?;
@@ -1111,7 +1124,12 @@ mod jpeg {
                 .ok_or(Failure::Corrupt("short JPEG frame header"))?,
         );
         if width == 0 || height == 0 {
-            return Err(Failure::Unsupported);
+            return Err(Failure::Unsupported); // height given later by a DNL marker
+        }
+        if (width, height) != (size.0 as usize, size.1 as usize) {
+            return Err(Failure::Corrupt(
+                "JPEG frame size disagrees with its header",
+            ));
         }
         if ![1, 3, 4].contains(&count) {
             return Err(Failure::Unsupported);
@@ -1226,7 +1244,7 @@ mod jpeg {
         Ok(scan)
     }
 
-    fn table<'t>(tables: &'t [Option<Huffman>; 4], index: usize) -> Result<&'t Huffman> {
+    fn table(tables: &[Option<Huffman>; 4], index: usize) -> Result<&Huffman> {
         tables[index].as_ref().ok_or(Failure::Corrupt(
             "JPEG scan uses an undefined Huffman table",
         ))
@@ -1560,6 +1578,7 @@ mod jpeg {
         }
     }
 
+    #[derive(Clone, Copy)]
     enum Color {
         Grey,
         YCbCr,
@@ -1570,158 +1589,163 @@ mod jpeg {
         },
     }
 
-    /// libjpeg's upsampled row `y` of a component, `width` samples long.
+    /// libjpeg's upsampled row `y` of a component. Writes at least the
+    /// image width (more for padded 2:1 rows); callers crop.
     fn upsample_row(frame: &Frame, component: &Component, y: usize, out: &mut [u8]) {
         let stride = component.blocks_w * 8;
         let row = |i: usize| &component.samples[i * stride..i * stride + component.width];
         let h_ratio = frame.h_max / component.h;
         let v_ratio = frame.v_max / component.v;
-        let last_row = component.height - 1;
+        // The row that is nearer for this output row's other half, clamped to
+        // the image as libjpeg's context rows are.
+        let further_row = || {
+            if y.is_multiple_of(2) {
+                (y / 2).saturating_sub(1)
+            } else {
+                (y / 2 + 1).min(component.height - 1)
+            }
+        };
         let fancy_width = component.width > 2;
         match (h_ratio, v_ratio) {
-            (1, 1) => out.copy_from_slice(&row(y)[..out.len()]),
-            (2, 1) if fancy_width => {
-                fancy_h2(row(y), out);
-            }
+            (1, 1) => out[..component.width].copy_from_slice(row(y)),
+            (2, 1) if fancy_width => fancy_h2(row(y), out),
             (1, 2) => {
-                // h1v2_fancy_upsample: 3/4 nearer row + 1/4 further row.
-                let near = row(y / 2);
-                let (far, bias) = if y % 2 == 0 {
-                    (row((y / 2).saturating_sub(1)), 1)
-                } else {
-                    (row((y / 2 + 1).min(last_row)), 2)
-                };
-                for ((o, &n), &f) in out.iter_mut().zip(near).zip(far) {
-                    *o = ((u32::from(n) * 3 + u32::from(f) + bias) >> 2) as u8;
+                // h1v2_fancy_upsample: 3/4 nearer row + 1/4 further row,
+                // biased 1 above and 2 below.
+                let bias = if y.is_multiple_of(2) { 1 } else { 2 };
+                for ((o, &near), &far) in out.iter_mut().zip(row(y / 2)).zip(row(further_row())) {
+                    *o = ((u32::from(near) * 3 + u32::from(far) + bias) >> 2) as u8;
                 }
             }
-            (2, 2) if fancy_width => {
-                let near = row(y / 2);
-                let far = if y % 2 == 0 {
-                    row((y / 2).saturating_sub(1))
-                } else {
-                    row((y / 2 + 1).min(last_row))
-                };
-                fancy_h2v2(near, far, out);
-            }
+            (2, 2) if fancy_width => fancy_h2v2(row(y / 2), row(further_row()), out),
             (h, v) => {
-                // int_upsample / h2v1_upsample / h2v2_upsample: replication.
-                let source = row(y / v);
-                for (x, o) in out.iter_mut().enumerate() {
-                    *o = source[x / h];
+                // int_upsample, h2v1_upsample, h2v2_upsample: replication.
+                for (chunk, &sample) in out.chunks_mut(h).zip(row(y / v)) {
+                    chunk.fill(sample);
                 }
             }
         }
     }
 
-    /// `h2v1_fancy_upsample`, cropped to `out.len()`.
+    /// `h2v1_fancy_upsample`: 3/4 nearer + 1/4 further sample, biased 1
+    /// then 2. Replicating the edge samples reproduces its special first and
+    /// last columns.
     fn fancy_h2(input: &[u8], out: &mut [u8]) {
-        let n = input.len();
         let at = |i: usize| u32::from(input[i]);
-        for (i, o) in out.iter_mut().enumerate() {
-            let c = i / 2;
-            *o = if i % 2 == 0 {
-                if c == 0 {
-                    input[0]
-                } else {
-                    ((at(c) * 3 + at(c - 1) + 1) >> 2) as u8
-                }
-            } else if c == n - 1 {
-                input[n - 1]
-            } else {
-                ((at(c) * 3 + at(c + 1) + 2) >> 2) as u8
-            };
+        let last = input.len() - 1;
+        for (c, pair) in out.chunks_exact_mut(2).take(input.len()).enumerate() {
+            let this = at(c) * 3;
+            pair[0] = ((this + at(c.saturating_sub(1)) + 1) >> 2) as u8;
+            pair[1] = ((this + at((c + 1).min(last)) + 2) >> 2) as u8;
         }
     }
 
-    /// `h2v2_fancy_upsample` for one output row, cropped to `out.len()`.
+    /// `h2v2_fancy_upsample` for one output row: vertical 3:1 column sums,
+    /// then horizontal 3:1 with biases 8 and 7 over 16. Replicating the edge
+    /// sums reproduces its special first and last columns.
     fn fancy_h2v2(near: &[u8], far: &[u8], out: &mut [u8]) {
-        let n = near.len();
         let sum = |i: usize| u32::from(near[i]) * 3 + u32::from(far[i]);
-        for (i, o) in out.iter_mut().enumerate() {
-            let c = i / 2;
-            let this = sum(c);
-            *o = if i % 2 == 0 {
-                if c == 0 {
-                    (this * 4 + 8) >> 4
-                } else {
-                    (this * 3 + sum(c - 1) + 8) >> 4
-                }
-            } else if c == n - 1 {
-                (this * 4 + 7) >> 4
-            } else {
-                (this * 3 + sum(c + 1) + 7) >> 4
-            } as u8;
+        let last = near.len() - 1;
+        let mut previous = sum(0);
+        let mut this = previous;
+        for (c, pair) in out.chunks_exact_mut(2).take(near.len()).enumerate() {
+            let next = sum((c + 1).min(last));
+            pair[0] = ((this * 3 + previous + 8) >> 4) as u8;
+            pair[1] = ((this * 3 + next + 7) >> 4) as u8;
+            previous = this;
+            this = next;
         }
+    }
+
+    /// `jdcolor.c`'s YCbCr -> RGB tables: 16 fractional bits, rounding folded in.
+    struct YccTables {
+        cr_r: [i32; 256],
+        cb_b: [i32; 256],
+        cr_g: [i64; 256],
+        cb_g: [i64; 256],
+    }
+
+    impl YccTables {
+        fn new() -> Self {
+            const ONE_HALF: i64 = 1 << 15;
+            let fix = |x: f64| (x * 65536.0 + 0.5) as i64;
+            let centred = |i: usize| i as i64 - 128;
+            Self {
+                cr_r: std::array::from_fn(|i| {
+                    ((fix(1.40200) * centred(i) + ONE_HALF) >> 16) as i32
+                }),
+                cb_b: std::array::from_fn(|i| {
+                    ((fix(1.77200) * centred(i) + ONE_HALF) >> 16) as i32
+                }),
+                cr_g: std::array::from_fn(|i| -fix(0.71414) * centred(i)),
+                cb_g: std::array::from_fn(|i| -fix(0.34414) * centred(i) + ONE_HALF),
+            }
+        }
+
+        fn rgb(&self, luma: u8, cb: u8, cr: u8) -> [u8; 3] {
+            let luma = i32::from(luma);
+            let (cb, cr) = (usize::from(cb), usize::from(cr));
+            [
+                clamp(luma + self.cr_r[cr]),
+                clamp(luma + ((self.cb_g[cb] + self.cr_g[cr]) >> 16) as i32),
+                clamp(luma + self.cb_b[cb]),
+            ]
+        }
+    }
+
+    fn clamp(v: i32) -> u8 {
+        v.clamp(0, 255) as u8
     }
 
     fn to_rgb(frame: &Frame, color: Color) -> RgbImage {
         let (width, height) = (frame.width, frame.height);
         let mut image = RgbImage::new(width as u32, height as u32);
-        let mut rows = vec![vec![0u8; width]; frame.components.len()];
-
-        // jdcolor.c's tables: 16 fractional bits, rounding folded in.
-        const ONE_HALF: i64 = 1 << 15;
-        let fix = |x: f64| (x * 65536.0 + 0.5) as i64;
-        let centred = |i: usize| i as i64 - 128;
-        let cr_r: Vec<i32> = (0..256)
-            .map(|i| ((fix(1.40200) * centred(i) + ONE_HALF) >> 16) as i32)
-            .collect();
-        let cb_b: Vec<i32> = (0..256)
-            .map(|i| ((fix(1.77200) * centred(i) + ONE_HALF) >> 16) as i32)
-            .collect();
-        let cr_g: Vec<i64> = (0..256).map(|i| -fix(0.71414) * centred(i)).collect();
-        let cb_g: Vec<i64> = (0..256)
-            .map(|i| -fix(0.34414) * centred(i) + ONE_HALF)
-            .collect();
-        let clamp = |v: i32| v.clamp(0, 255) as u8;
-        let ycc_to_rgb = |luma: u8, cb: u8, cr: u8| {
-            let luma = i32::from(luma);
-            let (cb, cr) = (usize::from(cb), usize::from(cr));
-            [
-                clamp(luma + cr_r[cr]),
-                clamp(luma + ((cb_g[cb] + cr_g[cr]) >> 16) as i32),
-                clamp(luma + cb_b[cb]),
-            ]
-        };
+        // Wide enough for any upsampled row, padding included.
+        let padded = frame.mcus_x * 8 * frame.h_max;
+        let mut rows = vec![vec![0u8; padded]; frame.components.len()];
+        let ycc = YccTables::new();
 
         for (y, out_row) in image.chunks_exact_mut(width * 3).enumerate() {
             for (component, row) in frame.components.iter().zip(&mut rows) {
                 upsample_row(frame, component, y, row);
             }
-            match color {
-                Color::Grey => {
-                    for (px, &l) in out_row.chunks_exact_mut(3).zip(&rows[0]) {
+            let pixels = out_row.chunks_exact_mut(3);
+            match (color, &rows[..]) {
+                (Color::Grey, [l, ..]) => {
+                    for (px, &l) in pixels.zip(l) {
                         px.fill(l);
                     }
                 }
-                Color::Rgb => {
-                    for (x, px) in out_row.chunks_exact_mut(3).enumerate() {
-                        px.copy_from_slice(&[rows[0][x], rows[1][x], rows[2][x]]);
+                (Color::Rgb, [r, g, b, ..]) => {
+                    for (px, ((&r, &g), &b)) in pixels.zip(r.iter().zip(g).zip(b)) {
+                        px.copy_from_slice(&[r, g, b]);
                     }
                 }
-                Color::YCbCr => {
-                    for (x, px) in out_row.chunks_exact_mut(3).enumerate() {
-                        px.copy_from_slice(&ycc_to_rgb(rows[0][x], rows[1][x], rows[2][x]));
+                (Color::YCbCr, [l, cb, cr, ..]) => {
+                    for (px, ((&l, &cb), &cr)) in pixels.zip(l.iter().zip(cb).zip(cr)) {
+                        px.copy_from_slice(&ycc.rgb(l, cb, cr));
                     }
                 }
-                Color::Cmyk { ycck } => {
+                (Color::Cmyk { ycck }, [c, m, y, k]) => {
                     // PIL reads CMYK JPEGs as Adobe-inverted ("CMYK;I") and
                     // converts with 255 - k - c * (255 - k) / 255 per channel.
-                    for (x, px) in out_row.chunks_exact_mut(3).enumerate() {
+                    let samples = c.iter().zip(m).zip(y).zip(k);
+                    for (px, (((&c, &m), &y), &k)) in pixels.zip(samples) {
                         let inverted = if ycck {
                             // libjpeg's YCCK -> CMYK is 255 - RGB; PIL's inversion undoes it.
-                            ycc_to_rgb(rows[0][x], rows[1][x], rows[2][x])
+                            ycc.rgb(c, m, y)
                         } else {
-                            [255 - rows[0][x], 255 - rows[1][x], 255 - rows[2][x]]
+                            [255 - c, 255 - m, 255 - y]
                         };
-                        let not_black = i32::from(rows[3][x]);
+                        let not_black = i32::from(k);
                         for (o, c) in px.iter_mut().zip(inverted) {
                             let product = i32::from(c) * not_black + 128;
                             *o = clamp(not_black - (((product >> 8) + product) >> 8));
                         }
                     }
                 }
+                // `decode` pairs each colour with its component count.
+                _ => {}
             }
         }
         image

@@ -81,10 +81,19 @@ impl LoadedModel {
 
     /// Preprocesses every image into one batch tensor, runs it once, and
     /// returns `(top_k labels, logits row)` per image.
-    pub fn predict(&self, req: &PredictRequest, limits: &DecodeLimits) -> Result<Vec<Prediction>, ApiError> {
+    pub fn predict(
+        &self,
+        req: &PredictRequest,
+        limits: &DecodeLimits,
+    ) -> Result<Vec<Prediction>, ApiError> {
         let len = self.classifier.image_len();
         let mut pixels = vec![0f32; len * req.images.len()];
-        for (i, (bytes, row)) in req.images.iter().zip(pixels.chunks_exact_mut(len)).enumerate() {
+        for (i, (bytes, row)) in req
+            .images
+            .iter()
+            .zip(pixels.chunks_exact_mut(len))
+            .enumerate()
+        {
             preprocess::preprocess_into(bytes, &self.preprocessor, limits, row)
                 .map_err(|e| ApiError::invalid(format!("instance {i}: {e}")))?;
         }
@@ -193,7 +202,9 @@ impl Service {
                 Ok(ok(api::status_reply(&[status])))
             }
             (Action::Predict, _) => Err(ApiError::method_not_allowed("use POST for :predict")),
-            _ => Err(ApiError::method_not_allowed("use GET for model status and metadata")),
+            _ => Err(ApiError::method_not_allowed(
+                "use GET for model status and metadata",
+            )),
         }
     }
 
@@ -241,7 +252,8 @@ impl Service {
             "random_weights": m.config.random_weights,
         });
         if m.config.random_weights {
-            vitrine["warning"] = "this model has RANDOM weights: its predictions are meaningless".into();
+            vitrine["warning"] =
+                "this model has RANDOM weights: its predictions are meaningless".into();
         }
         let reply = serde_json::json!({
             "model_spec": {

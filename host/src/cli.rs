@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "vitrine", version, about = "Serve ViT image classifiers from a WebAssembly component")]
+#[command(
+    name = "vitrine",
+    version,
+    about = "Serve ViT image classifiers from a WebAssembly component"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -145,12 +149,21 @@ mod tests {
             "--xla_cpu_compilation_enabled",
         ]);
         let (kept, dropped) = drop_unknown_serve_flags(args);
-        assert_eq!(dropped, strings(&["--enable_model_warmup=true", "--xla_cpu_compilation_enabled"]));
+        assert_eq!(
+            dropped,
+            strings(&[
+                "--enable_model_warmup=true",
+                "--xla_cpu_compilation_enabled"
+            ])
+        );
         let cli = Cli::try_parse_from(kept).expect("parses");
         let Command::Serve(s) = cli.command else {
             panic!("serve expected")
         };
-        assert_eq!((s.grpc_port, s.rest_api_port, s.inter_op_parallelism), (8500, 8501, 2));
+        assert_eq!(
+            (s.grpc_port, s.rest_api_port, s.inter_op_parallelism),
+            (8500, 8501, 2)
+        );
         assert_eq!(s.model_name, "hf-vit");
         assert_eq!(s.model_base_path, Some(PathBuf::from("/models/hf-vit")));
     }

@@ -62,7 +62,10 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Res
                 tracing::debug!("loaded compiled component from {}", path.display());
                 return Ok(component);
             }
-            Err(e) => tracing::warn!("ignoring unusable compiled component {}: {e:#}", path.display()),
+            Err(e) => tracing::warn!(
+                "ignoring unusable compiled component {}: {e:#}",
+                path.display()
+            ),
         }
     }
     let started = Instant::now();
@@ -80,7 +83,10 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Res
         .context("the component does not compile")?;
     tracing::info!("compiled in {:.1} s", started.elapsed().as_secs_f64());
     if let Err(e) = write_atomically(&path, &compiled) {
-        tracing::warn!("cannot cache the compiled component at {}: {e:#}", path.display());
+        tracing::warn!(
+            "cannot cache the compiled component at {}: {e:#}",
+            path.display()
+        );
     }
     // SAFETY: the bytes come from `precompile_component` on this engine.
     Ok(unsafe { Component::deserialize(engine, &compiled) }?)

@@ -136,12 +136,15 @@ impl InstancePool {
     }
 
     async fn warm_up(&self, instance: Instance) -> anyhow::Result<Instance> {
-        let req = hyper::Request::post("http://localhost/vitrine/warmup").body(Full::new(Bytes::new()))?;
+        let req = hyper::Request::post("http://localhost/vitrine/warmup")
+            .body(Full::new(Bytes::new()))?;
         let (instance, response) = Self::call(instance, req).await;
         let response = response?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        let instance = instance.await??.context("the instance trapped during warm-up")?;
+        let instance = instance
+            .await??
+            .context("the instance trapped during warm-up")?;
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -175,10 +178,22 @@ impl InstancePool {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| {
             let req = req.map(|b| {
-                b.map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
+                b.map_err(
+                    |never: std::convert::Infallible| -> wasmtime_wasi_http::Error {
+                        match never {}
+                    },
+                )
             });
-            let req = instance.store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
-            let out = instance.store.data_mut().http().new_response_outparam(sender)?;
+            let req = instance
+                .store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = instance
+                .store
+                .data_mut()
+                .http()
+                .new_response_outparam(sender)?;
             anyhow::Ok((req, out))
         })();
         let task = tokio::spawn(async move {
@@ -199,13 +214,18 @@ impl InstancePool {
         let response = match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(anyhow::anyhow!("guest returned an error response: {e:?}")),
-            Err(_) => Err(anyhow::anyhow!("the guest failed before sending a response")),
+            Err(_) => Err(anyhow::anyhow!(
+                "the guest failed before sending a response"
+            )),
         };
         (task, response)
     }
 
     /// Answers `req` with a warm instance, waiting for one if all are busy.
-    pub async fn handle(self: &Arc<Self>, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<Response> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> anyhow::Result<Response> {
         let permit: OwnedSemaphorePermit = self.permits.clone().acquire_owned().await?;
         let instance = match self.take_idle() {
             Some(i) => i,

@@ -65,16 +65,35 @@ mod tests {
     #[test]
     fn finds_complete_numeric_versions() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for (name, complete) in [("1", true), ("10", true), ("2", false), ("tmp", true), ("0", true)] {
+        for (name, complete) in [
+            ("1", true),
+            ("10", true),
+            ("2", false),
+            ("tmp", true),
+            ("0", true),
+        ] {
             let v = dir.path().join(name);
             std::fs::create_dir(&v).expect("mkdir");
-            let files: &[&str] = if complete { &REQUIRED_FILES } else { &REQUIRED_FILES[1..] };
+            let files: &[&str] = if complete {
+                &REQUIRED_FILES
+            } else {
+                &REQUIRED_FILES[1..]
+            };
             for f in files {
                 std::fs::write(v.join(f), b"x").expect("write");
             }
         }
-        let found: Vec<u64> = scan(dir.path()).expect("scan").iter().map(|v| v.version).collect();
+        let found: Vec<u64> = scan(dir.path())
+            .expect("scan")
+            .iter()
+            .map(|v| v.version)
+            .collect();
         assert_eq!(found, vec![1, 10]);
-        assert!(scan(&dir.path().join("nope")).unwrap_err().to_string().contains("<version>/"));
+        assert!(
+            scan(&dir.path().join("nope"))
+                .unwrap_err()
+                .to_string()
+                .contains("<version>/")
+        );
     }
 }

@@ -28,13 +28,22 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
     if registry.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no model version is available yet").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no model version is available yet",
+        )
+            .into_response()
     }
 }
 
 fn error(e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], e.to_json()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        e.to_json(),
+    )
+        .into_response()
 }
 
 async fn v1(State(registry): State<Arc<Registry>>, req: Request) -> Response {
@@ -85,7 +94,11 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
         .body(Full::new(body))
         .map_err(|e| ApiError::invalid(format!("bad request: {e}")))?;
     let response = pool.handle(forward).await.map_err(|e| {
-        tracing::error!("model {} version {}: {e:#}", route.model, pool.servable().version);
+        tracing::error!(
+            "model {} version {}: {e:#}",
+            route.model,
+            pool.servable().version
+        );
         ApiError::internal("the model failed on this request; the server logs say why")
     })?;
     Ok(response.map(Body::new))
@@ -101,7 +114,10 @@ fn unavailable(registry: &Registry, route: &Route) -> ApiError {
             _ => true,
         })
         .collect();
-    if wanted.iter().any(|(_, s)| matches!(s, VersionState::Loading)) {
+    if wanted
+        .iter()
+        .any(|(_, s)| matches!(s, VersionState::Loading))
+    {
         return ApiError::unavailable(format!(
             "model {} is still loading; retry shortly",
             route.model
@@ -140,7 +156,10 @@ fn status(registry: &Registry, route: &Route, version: Option<u64>) -> Result<Re
                 "Could not find version {v} of model {}",
                 route.model
             )),
-            None => ApiError::not_found(format!("Could not find any versions of model {}", route.model)),
+            None => ApiError::not_found(format!(
+                "Could not find any versions of model {}",
+                route.model
+            )),
         });
     }
     Ok((

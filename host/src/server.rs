@@ -94,18 +94,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let component = {
         let (engine, cache) = (engine.clone(), cache.clone());
         let wasm = wasm.into_owned();
-        tokio::task::spawn_blocking(move || engine::load_component(&engine, &wasm, &cache)).await??
+        tokio::task::spawn_blocking(move || engine::load_component(&engine, &wasm, &cache))
+            .await??
     };
     let linker = pool::linker(&engine)?;
 
-    let registry = Arc::new(Registry::new(args.model_name.clone(), args.max_request_bytes));
+    let registry = Arc::new(Registry::new(
+        args.model_name.clone(),
+        args.max_request_bytes,
+    ));
     let addr = format!("{}:{}", args.host, args.rest_api_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}; is another server using port {}?", args.rest_api_port))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {addr}; is another server using port {}?",
+                args.rest_api_port
+            )
+        })?;
     tracing::info!("REST API listening on {}", listener.local_addr()?);
     if args.grpc_port != 0 {
-        tracing::warn!("gRPC (--port={}) is not served yet; use the REST API", args.grpc_port);
+        tracing::warn!(
+            "gRPC (--port={}) is not served yet; use the REST API",
+            args.grpc_port
+        );
     }
 
     let instances = match args.inter_op_parallelism {
@@ -151,7 +163,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     );
                 }
                 Err(e) => {
-                    tracing::error!("model {name} version {} failed to load: {e:#}", newest.version);
+                    tracing::error!(
+                        "model {name} version {} failed to load: {e:#}",
+                        newest.version
+                    );
                     registry.set(newest.version, VersionState::Failed(format!("{e:#}")));
                 }
             }
@@ -179,13 +194,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

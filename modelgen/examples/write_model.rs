@@ -9,7 +9,9 @@ use vitrine_modelgen::{Progress, VitConfig, write_model};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().context("usage: write_model DIR [base|tiny] [SEED]")?;
+    let dir = args
+        .next()
+        .context("usage: write_model DIR [base|tiny] [SEED]")?;
     let config = match args.next().as_deref() {
         None | Some("base") => VitConfig::base(),
         Some("tiny") => VitConfig::tiny(),

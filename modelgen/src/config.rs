@@ -73,7 +73,10 @@ impl VitConfig {
             self.patch_size,
             self.num_channels,
         ];
-        ensure!(dims.iter().all(|&d| d > 0), "ViT dimensions must be non-zero: {self:?}");
+        ensure!(
+            dims.iter().all(|&d| d > 0),
+            "ViT dimensions must be non-zero: {self:?}"
+        );
         ensure!(
             self.hidden_size.is_multiple_of(self.num_attention_heads),
             "hidden_size {} is not divisible by num_attention_heads {}",

@@ -2,7 +2,8 @@
 //! export at opset 14 uses (decomposed LayerNorm, erf GELU, MatMul attention).
 //!
 //! Weights keep HF names and PyTorch layouts, so Linear weights (`[out, in]`) feed
-//! MatMul through a Transpose that runtimes fold at load time.
+//! MatMul through a Transpose that runtimes fold at load time. (torch instead
+//! stores them pre-transposed under anonymous `onnx::MatMul_*` names.)
 
 use std::collections::HashMap;
 
@@ -31,15 +32,19 @@ pub(crate) fn build(config: &VitConfig, num_labels: usize) -> Graph {
     let mut b = Builder::default();
     let c = Constants::new(&mut b, config);
 
-    let hidden = embeddings(&mut b, &c, config);
-    let mut hidden = hidden;
+    let mut hidden = embeddings(&mut b, &c, config);
     for i in 0..config.num_hidden_layers {
         hidden = encoder_layer(&mut b, &c, config, i, &hidden);
     }
     let hidden = layer_norm(&mut b, &c, "/vit/layernorm", "vit.layernorm", &hidden);
 
     // Classify from the CLS token, as torch exports `sequence_output[:, 0, :]` + Linear.
-    let cls = b.op("", "Gather", &[&hidden, &c.zero_index], vec![int("axis", 1)]);
+    let cls = b.op(
+        "",
+        "Gather",
+        &[&hidden, &c.zero_index],
+        vec![int("axis", 1)],
+    );
     b.op_named(
         "/classifier",
         "Gemm",
@@ -90,7 +95,12 @@ fn embeddings(b: &mut Builder, c: &Constants, config: &VitConfig) -> String {
     // flatten(2).transpose(1, 2)
     let scope_pe = format!("{scope}/patch_embeddings");
     let flat = b.op(&scope_pe, "Reshape", &[&conv, &c.flatten_patches], vec![]);
-    let patches = b.op(&scope_pe, "Transpose", &[&flat], vec![ints("perm", &[0, 2, 1])]);
+    let patches = b.op(
+        &scope_pe,
+        "Transpose",
+        &[&flat],
+        vec![ints("perm", &[0, 2, 1])],
+    );
 
     // cls_token.expand(batch, -1, -1): broadcast [1, 1, D] against [B, 1, 1].
     let shape = b.op(scope, "Shape", &[INPUT], vec![]);
@@ -146,8 +156,18 @@ fn encoder_layer(
             &normed,
             bias,
         );
-        let split = b.op(&attn_scope, "Reshape", &[&projected, &c.split_heads], vec![]);
-        b.op(&attn_scope, "Transpose", &[&split], vec![ints("perm", perm)])
+        let split = b.op(
+            &attn_scope,
+            "Reshape",
+            &[&projected, &c.split_heads],
+            vec![],
+        );
+        b.op(
+            &attn_scope,
+            "Transpose",
+            &[&split],
+            vec![ints("perm", perm)],
+        )
     };
     let q = heads(b, "query", &[0, 2, 1, 3]); // [B, heads, S, d]
     let k_t = heads(b, "key", &[0, 2, 3, 1]); // [B, heads, d, S]
@@ -186,7 +206,12 @@ fn encoder_layer(
         &normed,
         true,
     );
-    let activated = gelu(b, c, &format!("{scope}/intermediate/intermediate_act_fn"), &up);
+    let activated = gelu(
+        b,
+        c,
+        &format!("{scope}/intermediate/intermediate_act_fn"),
+        &up,
+    );
     let down = linear(
         b,
         &format!("{scope}/output/dense"),
@@ -219,7 +244,12 @@ fn layer_norm(b: &mut Builder, c: &Constants, scope: &str, param: &str, input: &
     let shifted = b.op(scope, "Add", &[&variance, &c.eps], vec![]);
     let std = b.op(scope, "Sqrt", &[&shifted], vec![]);
     let normalized = b.op(scope, "Div", &[&centered, &std], vec![]);
-    let scaled = b.op(scope, "Mul", &[&normalized, &format!("{param}.weight")], vec![]);
+    let scaled = b.op(
+        scope,
+        "Mul",
+        &[&normalized, &format!("{param}.weight")],
+        vec![],
+    );
     b.op(scope, "Add", &[&scaled, &format!("{param}.bias")], vec![])
 }
 
@@ -282,7 +312,13 @@ struct Builder {
 }
 
 impl Builder {
-    fn op(&mut self, scope: &str, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+    fn op(
+        &mut self,
+        scope: &str,
+        op_type: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         let name = self.unique_name(scope, op_type);
         let output = format!("{name}_output_0");
         self.push(name, op_type, inputs, attrs, output)

@@ -83,18 +83,41 @@ pub(crate) fn parameters(config: &VitConfig, num_labels: usize) -> Vec<Param> {
     };
     t.push("vit.embeddings.cls_token", vec![1, 1, h], t.normal);
     let positions = config.num_patches() + 1;
-    t.push("vit.embeddings.position_embeddings", vec![1, positions, h], t.normal);
+    t.push(
+        "vit.embeddings.position_embeddings",
+        vec![1, positions, h],
+        t.normal,
+    );
     let projection = "vit.embeddings.patch_embeddings.projection";
-    t.push(&format!("{projection}.weight"), vec![h, config.num_channels, p, p], t.normal);
+    t.push(
+        &format!("{projection}.weight"),
+        vec![h, config.num_channels, p, p],
+        t.normal,
+    );
     t.push(&format!("{projection}.bias"), vec![h], Init::Zeros);
     for i in 0..config.num_hidden_layers {
         let layer = format!("vit.encoder.layer.{i}");
         for proj in ["query", "key", "value"] {
-            t.linear(&format!("{layer}.attention.attention.{proj}"), h, h, config.qkv_bias);
+            t.linear(
+                &format!("{layer}.attention.attention.{proj}"),
+                h,
+                h,
+                config.qkv_bias,
+            );
         }
         t.linear(&format!("{layer}.attention.output.dense"), h, h, true);
-        t.linear(&format!("{layer}.intermediate.dense"), h, config.intermediate_size, true);
-        t.linear(&format!("{layer}.output.dense"), config.intermediate_size, h, true);
+        t.linear(
+            &format!("{layer}.intermediate.dense"),
+            h,
+            config.intermediate_size,
+            true,
+        );
+        t.linear(
+            &format!("{layer}.output.dense"),
+            config.intermediate_size,
+            h,
+            true,
+        );
         t.layer_norm(&format!("{layer}.layernorm_before"), h);
         t.layer_norm(&format!("{layer}.layernorm_after"), h);
     }
@@ -116,7 +139,11 @@ impl Table {
 
     /// `nn.Linear(inputs, outputs)`: weight is `[outputs, inputs]`.
     fn linear(&mut self, prefix: &str, inputs: usize, outputs: usize, bias: bool) {
-        self.push(&format!("{prefix}.weight"), vec![outputs, inputs], self.normal);
+        self.push(
+            &format!("{prefix}.weight"),
+            vec![outputs, inputs],
+            self.normal,
+        );
         if bias {
             self.push(&format!("{prefix}.bias"), vec![outputs], Init::Zeros);
         }

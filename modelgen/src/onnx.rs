@@ -12,7 +12,9 @@ use std::io::{self, Write};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto};
+use tract_onnx::pb::{
+    GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+};
 
 use crate::hf_config::RANDOM_WEIGHTS_NOTE;
 use crate::init::{self, Param};
@@ -114,7 +116,11 @@ impl OnnxModel {
     }
 
     /// Generates the weights and writes the model; returns the bytes written.
-    pub fn write(&self, out: &mut dyn Write, progress: &mut dyn FnMut(Progress)) -> io::Result<u64> {
+    pub fn write(
+        &self,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(Progress),
+    ) -> io::Result<u64> {
         let mut out = Counting { out, bytes: 0 };
         let mut prefix = self.head.encode_to_vec();
         field_prefix(MODEL_GRAPH, self.graph_len(), &mut prefix);

@@ -74,11 +74,7 @@ impl<'a> Staging<'a> {
         }
     }
 
-    fn write(
-        &mut self,
-        name: &str,
-        body: impl FnOnce(&mut dyn Write) -> Result<()>,
-    ) -> Result<()> {
+    fn write(&mut self, name: &str, body: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
         // Unique per process and call, so concurrent writers never share a temp file.
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -92,17 +88,20 @@ impl<'a> Staging<'a> {
         let file = File::create(&temp).with_context(context)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         body(&mut out).with_context(context)?;
-        let file = out.into_inner().map_err(|e| e.into_error()).with_context(context)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(context)?;
         file.sync_all().with_context(context)?;
         Ok(())
     }
 
+    /// Renames in staging order; on failure, Drop removes the files not yet renamed.
     fn commit(mut self) -> Result<()> {
-        for (temp, target) in std::mem::take(&mut self.files) {
-            fs::rename(&temp, &target).with_context(|| {
-                let _ = fs::remove_file(&temp);
-                format!("renaming {} to {}", temp.display(), target.display())
-            })?;
+        while let Some((temp, target)) = self.files.first() {
+            fs::rename(temp, target)
+                .with_context(|| format!("renaming {} to {}", temp.display(), target.display()))?;
+            self.files.remove(0);
         }
         // Persist the renames themselves; not every platform can open directories.
         if let Ok(dir) = File::open(self.dir) {

@@ -71,7 +71,10 @@ fn same_seed_same_bytes_other_seed_other_weights() {
     write_tiny(dirs[2].path(), 43);
     let read = |i: usize, name: &str| std::fs::read(dirs[i].path().join(name)).unwrap();
     for name in ["model.onnx", "config.json", "preprocessor_config.json"] {
-        assert!(read(0, name) == read(1, name), "{name} differs for equal seeds");
+        assert!(
+            read(0, name) == read(1, name),
+            "{name} differs for equal seeds"
+        );
     }
     assert!(read(0, "model.onnx") != read(2, "model.onnx"));
     assert_eq!(read(0, "model.onnx").len(), read(2, "model.onnx").len());
@@ -103,7 +106,12 @@ fn config_json_carries_labels_and_random_marker() {
     assert_eq!(config["initializer_range"], 0.02);
     assert_eq!(config["vitrine"]["random_weights"], true);
     assert_eq!(config["vitrine"]["seed"], 77);
-    assert!(config["vitrine"]["note"].as_str().unwrap().contains("RANDOM"));
+    assert!(
+        config["vitrine"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("RANDOM")
+    );
     assert_eq!(imagenet_id2label()[285], "Egyptian cat");
 
     let preprocessor = read_json(&dir.path().join("preprocessor_config.json"));
@@ -142,11 +150,20 @@ fn json_files_match_hf_originals() {
     let mut theirs = read_json(&base_config);
     let obj = ours.as_object_mut().unwrap();
     assert!(obj.remove("vitrine").is_some());
-    for key in ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "pooler_output_size"] {
+    for key in [
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "pooler_output_size",
+    ] {
         obj.remove(key);
         theirs.as_object_mut().unwrap().remove(key);
     }
-    theirs.as_object_mut().unwrap().remove("transformers_version");
+    theirs
+        .as_object_mut()
+        .unwrap()
+        .remove("transformers_version");
     assert_eq!(ours, theirs);
 }
 
@@ -167,16 +184,29 @@ fn onnx_model_is_marked_and_initialised_like_hf() {
     let bytes = std::fs::read(dir.path().join("model.onnx")).unwrap();
     // The last report follows the last tensor; only graph I/O and metadata come after.
     let len = bytes.len() as u64;
-    assert!(last_bytes <= len && len - last_bytes < 1024, "{last_bytes} of {len}");
+    assert!(
+        last_bytes <= len && len - last_bytes < 1024,
+        "{last_bytes} of {len}"
+    );
 
     let model = ModelProto::decode(bytes.as_slice()).unwrap();
     assert_eq!(model.ir_version, 7);
     assert_eq!(model.opset_import.len(), 1);
-    assert_eq!((model.opset_import[0].domain.as_str(), model.opset_import[0].version), ("", 14));
+    assert_eq!(
+        (
+            model.opset_import[0].domain.as_str(),
+            model.opset_import[0].version
+        ),
+        ("", 14)
+    );
     assert_eq!(model.producer_name, "vitrine-modelgen");
     assert!(model.doc_string.contains("RANDOM"));
     let meta = |key: &str| {
-        model.metadata_props.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+        model
+            .metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
     };
     assert_eq!(meta("vitrine.random_weights"), Some("true"));
     assert_eq!(meta("vitrine.seed"), Some("9"));
@@ -187,10 +217,16 @@ fn onnx_model_is_marked_and_initialised_like_hf() {
             panic!("not a tensor")
         };
         assert_eq!(t.elem_type, 1, "float32");
-        t.shape.as_ref().unwrap().dim.iter().map(|d| match d.value.as_ref().unwrap() {
-            Dim::DimValue(v) => v.to_string(),
-            Dim::DimParam(p) => p.clone(),
-        }).collect()
+        t.shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| match d.value.as_ref().unwrap() {
+                Dim::DimValue(v) => v.to_string(),
+                Dim::DimParam(p) => p.clone(),
+            })
+            .collect()
     };
     assert_eq!(graph.input.len(), 1);
     assert_eq!(graph.input[0].name, "pixel_values");
@@ -201,13 +237,39 @@ fn onnx_model_is_marked_and_initialised_like_hf() {
 
     // Only operators a torch opset-14 export of HF ViT uses.
     let vocabulary: BTreeSet<&str> = [
-        "Constant", "Add", "Unsqueeze", "Identity", "MatMul", "Mul", "Shape", "Concat", "Gather",
-        "Reshape", "ReduceMean", "Transpose", "Div", "Sub", "Pow", "Sqrt", "Softmax", "Erf",
-        "Conv", "Slice", "ConstantOfShape", "Equal", "Where", "Expand", "Gemm",
+        "Constant",
+        "Add",
+        "Unsqueeze",
+        "Identity",
+        "MatMul",
+        "Mul",
+        "Shape",
+        "Concat",
+        "Gather",
+        "Reshape",
+        "ReduceMean",
+        "Transpose",
+        "Div",
+        "Sub",
+        "Pow",
+        "Sqrt",
+        "Softmax",
+        "Erf",
+        "Conv",
+        "Slice",
+        "ConstantOfShape",
+        "Equal",
+        "Where",
+        "Expand",
+        "Gemm",
     ]
     .into();
     for node in &graph.node {
-        assert!(vocabulary.contains(node.op_type.as_str()), "unexpected op {}", node.op_type);
+        assert!(
+            vocabulary.contains(node.op_type.as_str()),
+            "unexpected op {}",
+            node.op_type
+        );
         assert!(node.domain.is_empty());
     }
 
@@ -237,12 +299,38 @@ fn onnx_model_is_marked_and_initialised_like_hf() {
         } else {
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let std = (values
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n)
+                .sqrt();
             let tolerance = 5.0 * 0.02 / n.sqrt();
             assert!(mean.abs() < tolerance + 1e-4, "{}: mean {mean}", t.name);
-            assert!((std - 0.02).abs() < 0.02 * (0.05 + 3.0 / n.sqrt()), "{}: std {std}", t.name);
+            assert!(
+                (std - 0.02).abs() < 0.02 * (0.05 + 3.0 / n.sqrt()),
+                "{}: std {std}",
+                t.name
+            );
             assert!(values.iter().all(|v| v.abs() <= 2.0));
         }
     }
     assert_eq!(count, config.parameter_count(1000));
+}
+
+#[test]
+fn failures_are_reported_and_leave_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = VitConfig {
+        num_attention_heads: 5,
+        ..VitConfig::tiny()
+    };
+    let err = write_model(dir.path(), &bad, 0, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("divisible"), "{err}");
+
+    // A regular file where the directory should be.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    assert!(write_model(&file.join("model"), &VitConfig::tiny(), 0, &mut |_| {}).is_err());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

@@ -36,18 +36,25 @@ fn onnxruntime_on_our_graph_matches_numpy_hf_forward() {
     if fixture.join("model.onnx").exists() {
         dirs.push(fixture);
     } else {
-        eprintln!("note: {} absent; checking our model only", fixture.display());
+        eprintln!(
+            "note: {} absent; checking our model only",
+            fixture.display()
+        );
     }
 
     let script = workspace_root().join("tests/reference/vit_forward.py");
-    let output = Command::new(python())
+    let python = python();
+    let output = Command::new(&python)
         .arg(&script)
         .args(&dirs)
         .output()
-        .expect("running the Python reference");
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
-    assert!(output.status.success(), "reference check failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "reference check failed:\n{stdout}\n{stderr}"
+    );
     assert_eq!(stdout.matches("ok   ").count(), 2 * dirs.len(), "{stdout}");
 }

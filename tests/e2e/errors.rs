@@ -16,24 +16,101 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let predict = "/v1/models/hf-vit:predict";
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
-        ("bad base64", predict, json!({"instances": ["not base64 at all!"]}).to_string(), 400, "not valid base64"),
-        ("not an image", predict, json!({"instances": [b64(b"hello, world")]}).to_string(), 400, "instance 0"),
-        ("truncated JPEG", predict, json!({"instances": [b64(&jpeg[..jpeg.len() / 3])]}).to_string(), 400, "instance 0"),
-        ("not JSON", predict, "{\"instances\": [".to_string(), 400, "not valid JSON"),
-        ("wrong JSON shape", predict, json!({"instances": {"b64": "x"}}).to_string(), 400, "must be a list"),
-        ("no instances", predict, json!({"signature_name": "serving_default"}).to_string(), 400, "needs \"instances\""),
-        ("wrong signature", predict, json!({"signature_name": "classify", "instances": [b64(&jpeg)]}).to_string(), 400, "not found in signature def"),
-        ("unknown model", "/v1/models/resnet:predict", blog_request(&coco_jpeg()).to_string(), 404, "Servable not found for request: Latest(resnet)"),
-        ("unknown version", "/v1/models/hf-vit/versions/7:predict", blog_request(&coco_jpeg()).to_string(), 404, "Specific(hf-vit, 7)"),
-        ("bad version", "/v1/models/hf-vit/versions/x:predict", blog_request(&coco_jpeg()).to_string(), 400, "positive integer"),
-        ("unsupported verb", "/v1/models/hf-vit:regress", blog_request(&coco_jpeg()).to_string(), 404, ":regress"),
-        ("oversized body", predict, json!({"instances": [b64(&vec![0u8; 3_000_000])]}).to_string(), 413, "larger than 2000000 bytes"),
+        (
+            "bad base64",
+            predict,
+            json!({"instances": ["not base64 at all!"]}).to_string(),
+            400,
+            "not valid base64",
+        ),
+        (
+            "not an image",
+            predict,
+            json!({"instances": [b64(b"hello, world")]}).to_string(),
+            400,
+            "instance 0",
+        ),
+        (
+            "truncated JPEG",
+            predict,
+            json!({"instances": [b64(&jpeg[..jpeg.len() / 3])]}).to_string(),
+            400,
+            "instance 0",
+        ),
+        (
+            "not JSON",
+            predict,
+            "{\"instances\": [".to_string(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "wrong JSON shape",
+            predict,
+            json!({"instances": {"b64": "x"}}).to_string(),
+            400,
+            "must be a list",
+        ),
+        (
+            "no instances",
+            predict,
+            json!({"signature_name": "serving_default"}).to_string(),
+            400,
+            "needs \"instances\"",
+        ),
+        (
+            "wrong signature",
+            predict,
+            json!({"signature_name": "classify", "instances": [b64(&jpeg)]}).to_string(),
+            400,
+            "not found in signature def",
+        ),
+        (
+            "unknown model",
+            "/v1/models/resnet:predict",
+            blog_request(&coco_jpeg()).to_string(),
+            404,
+            "Servable not found for request: Latest(resnet)",
+        ),
+        (
+            "unknown version",
+            "/v1/models/hf-vit/versions/7:predict",
+            blog_request(&coco_jpeg()).to_string(),
+            404,
+            "Specific(hf-vit, 7)",
+        ),
+        (
+            "bad version",
+            "/v1/models/hf-vit/versions/x:predict",
+            blog_request(&coco_jpeg()).to_string(),
+            400,
+            "positive integer",
+        ),
+        (
+            "unsupported verb",
+            "/v1/models/hf-vit:regress",
+            blog_request(&coco_jpeg()).to_string(),
+            404,
+            ":regress",
+        ),
+        (
+            "oversized body",
+            predict,
+            json!({"instances": [b64(&vec![0u8; 3_000_000])]}).to_string(),
+            413,
+            "larger than 2000000 bytes",
+        ),
     ];
     for (what, path, body, want_status, want_text) in cases {
         let (status, reply) = server.post(path, body);
         assert_eq!(status, want_status, "{what}: {reply}");
-        let message = reply["error"].as_str().unwrap_or_else(|| panic!("{what}: no \"error\" in {reply}"));
-        assert!(message.contains(want_text), "{what}: {message:?} lacks {want_text:?}");
+        let message = reply["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no \"error\" in {reply}"));
+        assert!(
+            message.contains(want_text),
+            "{what}: {message:?} lacks {want_text:?}"
+        );
     }
     // Wrong method on predict.
     let (status, reply) = server.get(predict);
@@ -42,7 +119,10 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
     let mut server = server;
     assert!(server.alive(), "the server survived");
     let (status, reply) = server.get("/v1/models/hf-vit");
-    assert_eq!((status, &reply["model_version_status"][0]["state"]), (200, &Value::from("AVAILABLE")));
+    assert_eq!(
+        (status, &reply["model_version_status"][0]["state"]),
+        (200, &Value::from("AVAILABLE"))
+    );
     let (status, after) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200);
     assert_eq!(after, before, "the model answers exactly as before");

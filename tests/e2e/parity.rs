@@ -14,19 +14,27 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path) {
     let images = shared_images();
     let instances: Vec<String> = images.iter().map(|p| urlsafe_b64(p)).collect();
     // All images in one request: also proves several instances per request.
-    let (status, reply) = server.predict(&json!({"instances": instances, "top_k": 5, "return_logits": true}));
+    let (status, reply) =
+        server.predict(&json!({"instances": instances, "top_k": 5, "return_logits": true}));
     assert_eq!(status, 200, "{reply}");
     let predictions = reply["predictions"].as_array().expect("predictions");
     assert_eq!(predictions.len(), images.len());
 
-    let ours: Vec<PathBuf> = images.iter().map(|i| vitrine_pixels(i, model_dir)).collect();
+    let ours: Vec<PathBuf> = images
+        .iter()
+        .map(|i| vitrine_pixels(i, model_dir))
+        .collect();
     let reference = Reference::compute(model_dir, &images, &ours);
     for ((image, pixels), p) in images.iter().zip(&ours).zip(predictions) {
         let served = floats(&p["logits"]);
         // Same model, same tensor: tract in wasm equals onnxruntime.
         let exact = reference.pixel_logits(pixels);
         let diff = max_abs_diff(&served, &exact);
-        assert!(diff <= 1e-4, "{}: served logits differ from onnxruntime by {diff}", image.display());
+        assert!(
+            diff <= 1e-4,
+            "{}: served logits differ from onnxruntime by {diff}",
+            image.display()
+        );
 
         // Against HF's own preprocessing: the ranking agrees wherever the
         // reference's logits are further apart than the preprocessing noise.

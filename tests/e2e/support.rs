@@ -78,7 +78,10 @@ pub fn vitrine() -> Command {
 pub fn precompile() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let status = vitrine().arg("compile").status().expect("run vitrine compile");
+        let status = vitrine()
+            .arg("compile")
+            .status()
+            .expect("run vitrine compile");
         assert!(status.success(), "vitrine compile failed");
     });
 }
@@ -186,7 +189,10 @@ impl Server {
     }
 
     pub fn predict(&self, body: &Value) -> (u16, Value) {
-        self.post(&format!("/v1/models/{}:predict", self.model), body.to_string())
+        self.post(
+            &format!("/v1/models/{}:predict", self.model),
+            body.to_string(),
+        )
     }
 
     pub fn post(&self, path: &str, body: String) -> (u16, Value) {
@@ -297,7 +303,10 @@ pub fn floats(v: &Value) -> Vec<f32> {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Writes Vitrine's own pixel tensor for `image` (the component's preprocess
@@ -319,7 +328,10 @@ pub fn vitrine_pixels(image: &Path, model_dir: &Path) -> PathBuf {
     .expect("preprocess");
     let out = scratch().join(format!(
         "{}-{}.f32",
-        image.file_name().and_then(|n| n.to_str()).unwrap_or("image"),
+        image
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("image"),
         rand_suffix()
     ));
     let bytes: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
