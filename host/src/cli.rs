@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Where compiled components and the demo model are cached.
     #[arg(long = "cache_dir", env = "VITRINE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// On SIGTERM, how long in-flight requests may take to finish before exit.
+    #[arg(long = "drain_timeout_seconds", default_value_t = 30)]
+    pub drain_timeout_seconds: u64,
+    /// Check the flags and the model repository, print the resolved
+    /// configuration and exit without serving.
+    #[arg(long = "check-config", alias = "check_config")]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Args)]

@@ -68,11 +68,54 @@ impl Registry {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.check_config {
+        return check_config(&args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
+}
+
+/// `--check-config`: everything `serve` would refuse, refused now.
+fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
+    let versions = match &args.model_base_path {
+        Some(base) => {
+            let versions = repository::scan(base)?;
+            anyhow::ensure!(
+                !versions.is_empty(),
+                "no complete version folder under {}: add {}/1/ with {}",
+                base.display(),
+                base.display(),
+                repository::REQUIRED_FILES.join(", ")
+            );
+            versions.iter().map(|v| v.version).collect()
+        }
+        None => Vec::new(),
+    };
+    engine::component_bytes(args.component.as_deref())?;
+    let resolved = serde_json::json!({
+        "rest_api": format!("{}:{}", args.host, args.rest_api_port),
+        "grpc_port": args.grpc_port,
+        "model_name": args.model_name,
+        "model_base_path": args.model_base_path,
+        "versions_found": versions,
+        "demo_model": args.model_base_path.is_none(),
+        "instances_per_version": instances(args.inter_op_parallelism),
+        "max_request_bytes": args.max_request_bytes,
+        "drain_timeout_seconds": args.drain_timeout_seconds,
+        "cache_dir": engine::cache_dir(args.cache_dir.as_deref()),
+    });
+    println!("{}", serde_json::to_string_pretty(&resolved)?);
+    Ok(())
+}
+
+fn instances(inter_op_parallelism: usize) -> usize {
+    match inter_op_parallelism {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -120,10 +163,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let instances = match args.inter_op_parallelism {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let instances = instances(args.inter_op_parallelism);
     let loader = {
         let registry = registry.clone();
         let name = args.model_name.clone();
@@ -174,10 +214,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tokio::spawn(loader);
 
-    axum::serve(listener, rest::router(registry))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the REST server failed")?;
+    // On SIGTERM the listener closes at once; in-flight requests get up to
+    // the drain timeout, so a rolling update loses nothing yet never hangs.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let graceful = {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let server = axum::serve(listener, rest::router(registry)).with_graceful_shutdown(graceful);
+    let drain = std::time::Duration::from_secs(args.drain_timeout_seconds);
+    let mut stop = stop_rx;
+    tokio::select! {
+        result = server => result.context("the REST server failed")?,
+        _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("requests still in flight after {} s; exiting anyway", drain.as_secs());
+        }
+    }
     tracing::info!("shut down");
     Ok(())
 }

@@ -6,3 +6,4 @@ mod support;
 mod errors;
 mod parity;
 mod predict;
+mod shutdown;

@@ -183,6 +183,16 @@ impl Server {
         panic!("vitrine did not serve within 10 minutes:\n{}", self.log());
     }
 
+    /// Sends SIGTERM (as Kubernetes does) and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("wait for vitrine")
+    }
+
     /// True while the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
