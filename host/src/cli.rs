@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// model version (0 = one per CPU core).
     #[arg(long = "tensorflow_inter_op_parallelism", default_value_t = 0)]
     pub inter_op_parallelism: usize,
+    /// Guest time one request may take before it is stopped (504).
+    #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30_000)]
+    pub rest_api_timeout_in_ms: u64,
+    /// Linear memory one component instance may use, in MiB. ViT-B/16 needs
+    /// about 1 GiB in the guest.
+    #[arg(long = "max_instance_memory_mb", default_value_t = 3072)]
+    pub max_instance_memory_mb: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long = "max_request_bytes", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,

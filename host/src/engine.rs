@@ -18,10 +18,31 @@ use crate::cli::CompileArgs;
 /// The component built into this binary by `build.rs`.
 pub static BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("VITRINE_COMPONENT_WASM"));
 
+/// How often the engine's epoch advances: the resolution of guest deadlines.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub fn new_engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Deadlines without fuel's per-instruction cost.
+    config.epoch_interruption(true);
     Ok(Engine::new(&config)?)
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] for the life of the process.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("cannot start the deadline ticker: {e}"));
 }
 
 /// `$VITRINE_CACHE_DIR`, else the user's cache folder, else `./.vitrine-cache`.

@@ -9,11 +9,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
+
+use crate::engine::EPOCH_TICK;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use std::time::Duration;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -28,6 +32,7 @@ pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
+    limits: StoreLimits,
 }
 
 impl WasiView for HostState {
@@ -70,10 +75,45 @@ struct Instance {
     proxy: Proxy,
 }
 
+/// What one instance may spend: the sandbox's budgets.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    /// Guest time per request; past it the guest is interrupted.
+    pub request_timeout: Duration,
+    /// Guest time for warm-up, which includes loading the model.
+    pub warmup_timeout: Duration,
+    /// Linear memory per instance.
+    pub max_memory_bytes: usize,
+}
+
+/// Why a request got no answer from the guest.
+#[derive(Debug)]
+pub enum CallError {
+    /// The guest ran past its deadline and was stopped.
+    Deadline(Duration),
+    /// The guest trapped; details are in the log, not the reply.
+    Trap,
+    /// Anything else on the host side.
+    Internal(anyhow::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Deadline(d) => {
+                write!(f, "the guest ran past its {} ms deadline", d.as_millis())
+            }
+            CallError::Trap => f.write_str("the guest trapped"),
+            CallError::Internal(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
 /// A bounded set of instances of one component for one servable.
 pub struct InstancePool {
     pre: ProxyPre<HostState>,
     servable: Servable,
+    budgets: Budgets,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
 }
@@ -88,6 +128,7 @@ impl InstancePool {
         component: &Component,
         servable: Servable,
         size: usize,
+        budgets: Budgets,
     ) -> anyhow::Result<Arc<InstancePool>> {
         let pre = ProxyPre::new(linker.instantiate_pre(component)?)
             .map_err(anyhow::Error::from)
@@ -95,13 +136,12 @@ impl InstancePool {
         let pool = Arc::new(InstancePool {
             pre,
             servable,
+            budgets,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size.max(1))),
         });
         for _ in 0..size.max(1) {
-            let instance = pool.instantiate().await?;
-            let instance = pool.warm_up(instance).await?;
-            pool.put_back(instance);
+            pool.add_warm_instance().await?;
         }
         Ok(pool)
     }
@@ -124,8 +164,15 @@ impl InstancePool {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.budgets.max_memory_bytes)
+                .build(),
         };
         let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        // Instantiation runs guest start code: give it the warm-up budget.
+        store.set_epoch_deadline(ticks(self.budgets.warmup_timeout));
+        store.epoch_deadline_trap();
         let proxy = self
             .pre
             .instantiate_async(&mut store)
@@ -135,16 +182,18 @@ impl InstancePool {
         Ok(Instance { store, proxy })
     }
 
-    async fn warm_up(&self, instance: Instance) -> anyhow::Result<Instance> {
+    /// Instantiates, runs the warm-up request, and leaves the instance idle.
+    async fn add_warm_instance(self: &Arc<Self>) -> anyhow::Result<()> {
+        let permit = self.permits.clone().acquire_owned().await?;
+        let instance = self.instantiate().await?;
         let req = hyper::Request::post("http://localhost/vitrine/warmup")
             .body(Full::new(Bytes::new()))?;
-        let (instance, response) = Self::call(instance, req).await;
-        let response = response?;
+        let response = self
+            .call(instance, req, self.budgets.warmup_timeout, permit)
+            .await
+            .map_err(|e| anyhow::anyhow!("warm-up failed: {e}"))?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        let instance = instance
-            .await??
-            .context("the instance trapped during warm-up")?;
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -152,7 +201,7 @@ impl InstancePool {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             bail!("{message}");
         }
-        Ok(instance)
+        Ok(())
     }
 
     fn put_back(&self, instance: Instance) {
@@ -165,18 +214,20 @@ impl InstancePool {
         self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
-    /// Runs one request on an instance. Returns the response and a handle
-    /// that yields the instance back once the guest has finished (the body
-    /// may still be streaming when the response arrives).
+    /// Runs one request on `instance` within `deadline` of guest time. The
+    /// guest runs in its own task: the response can arrive (and its body
+    /// stream) before the guest returns. When the guest returns, the instance
+    /// goes back to the pool and `permit` is released; if it trapped, it is
+    /// dropped and a warm replacement is started.
     async fn call(
+        self: &Arc<Self>,
         mut instance: Instance,
         req: hyper::Request<Full<Bytes>>,
-    ) -> (
-        tokio::task::JoinHandle<anyhow::Result<Option<Instance>>>,
-        anyhow::Result<Response>,
-    ) {
+        deadline: Duration,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Response, CallError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let prepared = (|| {
+        let (req, out) = (|| {
             let req = req.map(|b| {
                 b.map_err(
                     |never: std::convert::Infallible| -> wasmtime_wasi_http::Error {
@@ -195,55 +246,79 @@ impl InstancePool {
                 .http()
                 .new_response_outparam(sender)?;
             anyhow::Ok((req, out))
-        })();
-        let task = tokio::spawn(async move {
-            let (req, out) = prepared?;
+        })()
+        .map_err(CallError::Internal)?;
+        instance.store.set_epoch_deadline(ticks(deadline));
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
             let result = instance
                 .proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut instance.store, req, out)
                 .await;
+            drop(permit);
             match result {
-                Ok(()) => Ok(Some(instance)),
+                Ok(()) => pool.put_back(instance),
                 Err(trap) => {
-                    tracing::error!("guest trapped, discarding the instance: {trap:?}");
-                    Ok(None)
+                    let failure = if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                        tracing::warn!(
+                            "guest stopped at its {} ms deadline; discarding the instance",
+                            deadline.as_millis()
+                        );
+                        CallError::Deadline(deadline)
+                    } else {
+                        tracing::error!("guest trapped, discarding the instance: {trap:?}");
+                        CallError::Trap
+                    };
+                    drop(instance);
+                    let _ = failed_tx.send(failure);
+                    pool.replace_instance();
                 }
             }
         });
-        let response = match receiver.await {
+        match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(anyhow::anyhow!("guest returned an error response: {e:?}")),
-            Err(_) => Err(anyhow::anyhow!(
-                "the guest failed before sending a response"
-            )),
-        };
-        (task, response)
+            Ok(Err(e)) => Err(CallError::Internal(anyhow::anyhow!(
+                "guest answered with an error: {e:?}"
+            ))),
+            Err(_) => Err(failed_rx.await.unwrap_or_else(|_| {
+                CallError::Internal(anyhow::anyhow!("the guest returned without a response"))
+            })),
+        }
+    }
+
+    /// Warms a new instance in the background to take a discarded one's place.
+    fn replace_instance(self: &Arc<Self>) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pool.add_warm_instance().await {
+                tracing::error!("cannot replace a discarded instance: {e:#}");
+            }
+        });
     }
 
     /// Answers `req` with a warm instance, waiting for one if all are busy.
     pub async fn handle(
         self: &Arc<Self>,
         req: hyper::Request<Full<Bytes>>,
-    ) -> anyhow::Result<Response> {
-        let permit: OwnedSemaphorePermit = self.permits.clone().acquire_owned().await?;
+    ) -> Result<Response, CallError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| CallError::Internal(e.into()))?;
         let instance = match self.take_idle() {
             Some(i) => i,
-            None => self.instantiate().await?,
+            // Only while a replacement is still warming up.
+            None => self.instantiate().await.map_err(CallError::Internal)?,
         };
-        let (task, response) = Self::call(instance, req).await;
-        let pool = self.clone();
-        // The instance goes back to the pool (and the permit is released)
-        // only when the guest is done, not when the response starts.
-        tokio::spawn(async move {
-            match task.await {
-                Ok(Ok(Some(instance))) => pool.put_back(instance),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::error!("request setup failed: {e:#}"),
-                Err(e) => tracing::error!("instance task failed: {e}"),
-            }
-            drop(permit);
-        });
-        response
+        self.call(instance, req, self.budgets.request_timeout, permit)
+            .await
     }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }

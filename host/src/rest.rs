@@ -14,6 +14,7 @@ use axum::routing::get;
 use http_body_util::Full;
 use vitrine_component::api::{self, Action, ApiError, Route, VersionSelector, VersionStatus};
 
+use crate::pool::CallError;
 use crate::server::{Registry, VersionState};
 
 pub fn router(registry: Arc<Registry>) -> Router {
@@ -94,12 +95,19 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
         .body(Full::new(body))
         .map_err(|e| ApiError::invalid(format!("bad request: {e}")))?;
     let response = pool.handle(forward).await.map_err(|e| {
-        tracing::error!(
-            "model {} version {}: {e:#}",
-            route.model,
-            pool.servable().version
-        );
-        ApiError::internal("the model failed on this request; the server logs say why")
+        tracing::error!("model {} version {}: {e}", route.model, pool.servable().version);
+        match e {
+            CallError::Deadline(d) => ApiError {
+                status: 504,
+                message: format!(
+                    "the request took longer than {} ms and was stopped; send fewer images per request or raise --rest_api_timeout_in_ms",
+                    d.as_millis()
+                ),
+            },
+            CallError::Trap | CallError::Internal(_) => {
+                ApiError::internal("the model failed on this request; the server logs say why")
+            }
+        }
     })?;
     Ok(response.map(Body::new))
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::cli::ServeArgs;
-use crate::pool::{InstancePool, Servable};
+use crate::pool::{Budgets, InstancePool, Servable};
 use crate::{demo, engine, pool, repository, rest};
 
 /// Where one model version stands, in TF Serving's terms.
@@ -104,6 +104,8 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         "demo_model": args.model_base_path.is_none(),
         "instances_per_version": instances(args.inter_op_parallelism),
         "max_request_bytes": args.max_request_bytes,
+        "rest_api_timeout_in_ms": args.rest_api_timeout_in_ms,
+        "max_instance_memory_mb": args.max_instance_memory_mb,
         "drain_timeout_seconds": args.drain_timeout_seconds,
         "cache_dir": engine::cache_dir(args.cache_dir.as_deref()),
     });
@@ -141,6 +143,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await??
     };
     let linker = pool::linker(&engine)?;
+    engine::start_epoch_ticker(&engine);
+    let budgets = Budgets {
+        request_timeout: std::time::Duration::from_millis(args.rest_api_timeout_in_ms),
+        // Loading ViT-B/16 in the guest takes seconds; never cut it short.
+        warmup_timeout: std::time::Duration::from_secs(600),
+        max_memory_bytes: args.max_instance_memory_mb << 20,
+    };
 
     let registry = Arc::new(Registry::new(
         args.model_name.clone(),
@@ -186,7 +195,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             };
             registry.set(newest.version, VersionState::Loading);
             let load_started = Instant::now();
-            match InstancePool::start(&linker, &component, servable, instances).await {
+            match InstancePool::start(&linker, &component, servable, instances, budgets).await {
                 Ok(pool) => {
                     if has_random_weights(&newest.path) {
                         tracing::warn!(

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod deploy;
+mod budgets;
 mod errors;
 mod parity;
 mod predict;

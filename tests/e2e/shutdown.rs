@@ -37,6 +37,10 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
         let (status, n) = c.join().expect("client thread");
         assert_eq!((status, n), (200, 32), "an in-flight request was lost");
     }
-    assert!(exit.success(), "vitrine exited with {exit}:\n{}", server.log());
+    assert!(
+        exit.success(),
+        "vitrine exited with {exit}:\n{}",
+        server.log()
+    );
     assert!(server.log().contains("shutting down"), "{}", server.log());
 }

@@ -1,0 +1,55 @@
+//! Sandbox budgets: a guest past its deadline or its memory cap fails only
+//! its own request, and a fresh instance takes its place.
+
+use serde_json::json;
+
+use crate::support::*;
+
+fn big_batch() -> serde_json::Value {
+    json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 64]})
+}
+
+#[test]
+fn a_guest_past_its_deadline_is_stopped_with_504() {
+    let base = tiny_repo();
+    let mut server = Server::start(
+        "hf-vit",
+        &base,
+        &["--tensorflow_inter_op_parallelism=1", "--rest_api_timeout_in_ms=2000"],
+    );
+    let (status, before) = server.predict(&blog_request(&coco_jpeg()));
+    assert_eq!(status, 200, "{before}");
+    // 64 images take the tiny model several seconds in wasm.
+    let (status, reply) = server.predict(&big_batch());
+    assert_eq!(status, 504, "{reply}");
+    assert!(
+        reply["error"].as_str().is_some_and(|e| e.contains("longer than 2000 ms")),
+        "{reply}"
+    );
+    assert!(server.alive());
+    let (status, after) = server.predict(&blog_request(&coco_jpeg()));
+    assert_eq!((status, &after), (200, &before), "a fresh instance answers as before");
+    assert!(server.log().contains("deadline; discarding the instance"), "{}", server.log());
+}
+
+#[test]
+fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
+    let base = tiny_repo();
+    let mut server = Server::start(
+        "hf-vit",
+        &base,
+        &["--tensorflow_inter_op_parallelism=1", "--max_instance_memory_mb=48"],
+    );
+    let (status, before) = server.predict(&blog_request(&coco_jpeg()));
+    assert_eq!(status, 200, "{before}");
+    // 64 images need ~40 MB of pixels alone, more than the cap.
+    let (status, reply) = server.predict(&big_batch());
+    assert_eq!(status, 500, "{reply}");
+    let message = reply["error"].as_str().expect("error message");
+    assert!(message.contains("server logs"), "{message}");
+    assert!(!message.contains("wasm"), "trap details stay in the logs: {message}");
+    assert!(server.alive());
+    let (status, after) = server.predict(&blog_request(&coco_jpeg()));
+    assert_eq!((status, &after), (200, &before), "a fresh instance answers as before");
+    assert!(server.log().contains("guest trapped"), "{}", server.log());
+}
