@@ -116,8 +116,25 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prepr
         }
         _ => return Err(PreprocessError::UnsupportedFormat),
     };
-    // Creating the decoder parses headers only.
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    // Creating the decoder parses headers only. The image crate's own limits
+    // would refuse a bomb with a vaguer message before we see its size; ours,
+    // checked next, bound every allocation that follows.
+    let mut reader = reader;
+    reader.no_limits();
+    let mut decoder = match reader.into_decoder() {
+        Ok(d) => d,
+        // On wasm32 a bomb's buffer size overflows usize inside the decoder
+        // before its dimensions reach us: read them from the header instead.
+        Err(e @ ImageError::Limits(_)) => {
+            return Err(match header_dimensions(bytes, format) {
+                Some((w, h)) => check_dimensions(w, h, limits)
+                    .err()
+                    .unwrap_or_else(|| decode_error(e)),
+                None => decode_error(e),
+            });
+        }
+        Err(e) => return Err(decode_error(e)),
+    };
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
 
@@ -152,6 +169,26 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prepr
     let mut oriented = DynamicImage::ImageRgb8(rgb);
     oriented.apply_orientation(orientation);
     Ok(oriented.into_rgb8())
+}
+
+/// Width and height straight from a PNG's IHDR or a GIF's logical screen.
+fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
+    let be = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+    };
+    let le16 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    match format {
+        ImageFormat::Png if bytes.get(12..16) == Some(b"IHDR") => Some((be(16)?, be(20)?)),
+        ImageFormat::Gif => Some((le16(6)?, le16(8)?)),
+        _ => None,
+    }
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), PreprocessError> {

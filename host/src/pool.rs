@@ -112,6 +112,9 @@ impl std::fmt::Display for CallError {
 /// A bounded set of instances of one component for one servable.
 pub struct InstancePool {
     pre: ProxyPre<HostState>,
+    /// Guest code runs here, not on the front end's runtime: an inference
+    /// holds its thread for seconds, and health probes must still answer.
+    guest_runtime: tokio::runtime::Handle,
     servable: Servable,
     budgets: Budgets,
     idle: Mutex<Vec<Instance>>,
@@ -129,12 +132,14 @@ impl InstancePool {
         servable: Servable,
         size: usize,
         budgets: Budgets,
+        guest_runtime: tokio::runtime::Handle,
     ) -> anyhow::Result<Arc<InstancePool>> {
         let pre = ProxyPre::new(linker.instantiate_pre(component)?)
             .map_err(anyhow::Error::from)
             .context("the component does not export wasi:http/incoming-handler")?;
         let pool = Arc::new(InstancePool {
             pre,
+            guest_runtime,
             servable,
             budgets,
             idle: Mutex::new(Vec::with_capacity(size)),
@@ -251,7 +256,7 @@ impl InstancePool {
         instance.store.set_epoch_deadline(ticks(deadline));
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
         let pool = self.clone();
-        tokio::spawn(async move {
+        self.guest_runtime.spawn(async move {
             let result = instance
                 .proxy
                 .wasi_http_incoming_handler()

@@ -75,7 +75,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    // One worker per instance: guest inference blocks its thread.
+    let guest_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(instances(args.inter_op_parallelism))
+        .thread_name("guest")
+        .enable_all()
+        .build()
+        .context("cannot start the guest runtime")?;
+    let result = runtime.block_on(serve(args, guest_runtime.handle().clone()));
+    guest_runtime.shutdown_background();
+    result
 }
 
 /// `--check-config`: everything `serve` would refuse, refused now.
@@ -120,7 +129,7 @@ fn instances(inter_op_parallelism: usize) -> usize {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let started = Instant::now();
     let cache = engine::cache_dir(args.cache_dir.as_deref());
     let base = match args.model_base_path.clone() {
@@ -195,7 +204,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             };
             registry.set(newest.version, VersionState::Loading);
             let load_started = Instant::now();
-            match InstancePool::start(&linker, &component, servable, instances, budgets).await {
+            match InstancePool::start(
+                &linker,
+                &component,
+                servable,
+                instances,
+                budgets,
+                guest_runtime,
+            )
+            .await
+            {
                 Ok(pool) => {
                     if has_random_weights(&newest.path) {
                         tracing::warn!(

@@ -15,7 +15,10 @@ fn a_guest_past_its_deadline_is_stopped_with_504() {
     let mut server = Server::start(
         "hf-vit",
         &base,
-        &["--tensorflow_inter_op_parallelism=1", "--rest_api_timeout_in_ms=2000"],
+        &[
+            "--tensorflow_inter_op_parallelism=1",
+            "--rest_api_timeout_in_ms=2000",
+        ],
     );
     let (status, before) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{before}");
@@ -23,13 +26,23 @@ fn a_guest_past_its_deadline_is_stopped_with_504() {
     let (status, reply) = server.predict(&big_batch());
     assert_eq!(status, 504, "{reply}");
     assert!(
-        reply["error"].as_str().is_some_and(|e| e.contains("longer than 2000 ms")),
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("longer than 2000 ms")),
         "{reply}"
     );
     assert!(server.alive());
     let (status, after) = server.predict(&blog_request(&coco_jpeg()));
-    assert_eq!((status, &after), (200, &before), "a fresh instance answers as before");
-    assert!(server.log().contains("deadline; discarding the instance"), "{}", server.log());
+    assert_eq!(
+        (status, &after),
+        (200, &before),
+        "a fresh instance answers as before"
+    );
+    assert!(
+        server.log().contains("deadline; discarding the instance"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -38,7 +51,10 @@ fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
     let mut server = Server::start(
         "hf-vit",
         &base,
-        &["--tensorflow_inter_op_parallelism=1", "--max_instance_memory_mb=48"],
+        &[
+            "--tensorflow_inter_op_parallelism=1",
+            "--max_instance_memory_mb=48",
+        ],
     );
     let (status, before) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{before}");
@@ -47,9 +63,58 @@ fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
     assert_eq!(status, 500, "{reply}");
     let message = reply["error"].as_str().expect("error message");
     assert!(message.contains("server logs"), "{message}");
-    assert!(!message.contains("wasm"), "trap details stay in the logs: {message}");
+    assert!(
+        !message.contains("wasm"),
+        "trap details stay in the logs: {message}"
+    );
     assert!(server.alive());
     let (status, after) = server.predict(&blog_request(&coco_jpeg()));
-    assert_eq!((status, &after), (200, &before), "a fresh instance answers as before");
+    assert_eq!(
+        (status, &after),
+        (200, &before),
+        "a fresh instance answers as before"
+    );
     assert!(server.log().contains("guest trapped"), "{}", server.log());
+}
+
+/// Inference blocks a thread for seconds; liveness and readiness probes must
+/// still answer within Kubernetes' default 1 s probe timeout meanwhile.
+#[test]
+fn health_probes_answer_while_every_instance_is_busy() {
+    let base = tiny_repo();
+    let server = Server::start("hf-vit", &base, &["--tensorflow_inter_op_parallelism=2"]);
+    let url = server.url("/v1/models/hf-vit:predict");
+    let body = big_batch().to_string();
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let probe = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .expect("client");
+    for path in ["/healthz", "/readyz", "/v1/models/hf-vit"] {
+        let status = probe
+            .get(server.url(path))
+            .send()
+            .map(|r| r.status().as_u16());
+        assert_eq!(
+            status.ok(),
+            Some(200),
+            "{path} did not answer within 1 s while both instances were busy"
+        );
+    }
+    for b in busy {
+        assert_eq!(b.join().expect("thread").ok(), Some(200));
+    }
 }

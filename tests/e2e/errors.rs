@@ -94,6 +94,13 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
             ":regress",
         ),
         (
+            "pixel bomb",
+            predict,
+            json!({"instances": [b64(&png_header(100_000, 100_000))]}).to_string(),
+            400,
+            "100000x100000",
+        ),
+        (
             "oversized body",
             predict,
             json!({"instances": [b64(&vec![0u8; 3_000_000])]}).to_string(),

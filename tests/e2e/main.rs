@@ -3,8 +3,8 @@
 
 mod support;
 
-mod deploy;
 mod budgets;
+mod deploy;
 mod errors;
 mod parity;
 mod predict;
