@@ -9,72 +9,53 @@ fn big_batch() -> serde_json::Value {
     json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 64]})
 }
 
-#[test]
-fn a_guest_past_its_deadline_is_stopped_with_504() {
+/// Starts a one-instance server with `budget`, sends a 64-image batch that
+/// breaks it, and checks a fresh instance then answers exactly as before.
+/// Returns the failed reply's status, error message, and the server log.
+fn break_budget_then_recover(budget: &str) -> (u16, String, String) {
     let base = tiny_repo();
     let mut server = Server::start(
         "hf-vit",
         &base,
-        &[
-            "--tensorflow_inter_op_parallelism=1",
-            "--rest_api_timeout_in_ms=2000",
-        ],
+        &["--tensorflow_inter_op_parallelism=1", budget],
     );
     let (status, before) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{before}");
-    // 64 images take the tiny model several seconds in wasm.
     let (status, reply) = server.predict(&big_batch());
-    assert_eq!(status, 504, "{reply}");
-    assert!(
-        reply["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("longer than 2000 ms")),
-        "{reply}"
-    );
+    let message = reply["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {reply}"))
+        .to_string();
     assert!(server.alive());
-    let (status, after) = server.predict(&blog_request(&coco_jpeg()));
+    let (after_status, after) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(
-        (status, &after),
+        (after_status, &after),
         (200, &before),
         "a fresh instance answers as before"
     );
-    assert!(
-        server.log().contains("deadline; discarding the instance"),
-        "{}",
-        server.log()
-    );
+    (status, message, server.log())
+}
+
+#[test]
+fn a_guest_past_its_deadline_is_stopped_with_504() {
+    // 64 images take the tiny model several seconds in wasm.
+    let (status, message, log) = break_budget_then_recover("--rest_api_timeout_in_ms=2000");
+    assert_eq!(status, 504, "{message}");
+    assert!(message.contains("longer than 2000 ms"), "{message}");
+    assert!(log.contains("deadline; discarding the instance"), "{log}");
 }
 
 #[test]
 fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
-    let base = tiny_repo();
-    let mut server = Server::start(
-        "hf-vit",
-        &base,
-        &[
-            "--tensorflow_inter_op_parallelism=1",
-            "--max_instance_memory_mb=48",
-        ],
-    );
-    let (status, before) = server.predict(&blog_request(&coco_jpeg()));
-    assert_eq!(status, 200, "{before}");
     // 64 images need ~40 MB of pixels alone, more than the cap.
-    let (status, reply) = server.predict(&big_batch());
-    assert_eq!(status, 500, "{reply}");
-    let message = reply["error"].as_str().expect("error message");
+    let (status, message, log) = break_budget_then_recover("--max_instance_memory_mb=48");
+    assert_eq!(status, 500, "{message}");
     assert!(message.contains("server logs"), "{message}");
     assert!(
         !message.contains("wasm"),
         "trap details stay in the logs: {message}"
     );
-    assert!(server.alive());
-    let (status, after) = server.predict(&blog_request(&coco_jpeg()));
-    assert_eq!(
-        (status, &after),
-        (200, &before),
-        "a fresh instance answers as before"
-    );
-    assert!(server.log().contains("guest trapped"), "{}", server.log());
+    assert!(log.contains("guest trapped"), "{log}");
 }
 
 /// Inference blocks a thread for seconds; liveness and readiness probes must

@@ -297,7 +297,7 @@ fn deploy_hpa_and_services_match_their_workloads() {
                 let hit = ports.iter().find(|p| match target {
                     Value::String(n) => &p["name"] == n,
                     Value::Number(_) => &p["containerPort"] == target,
-                    _ => &p["containerPort"] == &port["port"],
+                    _ => p["containerPort"] == port["port"],
                 });
                 let hit = hit.unwrap_or_else(|| {
                     panic!("{label}: Service port {port} matches no container port in {ports:?}")
