@@ -75,15 +75,24 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
     let pool = registry
         .available(version)
         .ok_or_else(|| unavailable(registry, &route))?;
+    let too_large = || {
+        ApiError::too_large(format!(
+            "request body is larger than {} bytes; raise --max_request_bytes or send fewer images per request",
+            registry.max_request_bytes
+        ))
+    };
+    // A declared length over the limit is refused before reading a byte.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > registry.max_request_bytes) {
+        return Err(too_large());
+    }
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, registry.max_request_bytes)
         .await
-        .map_err(|_| {
-            ApiError::too_large(format!(
-                "request body is larger than {} bytes; raise --max_request_bytes or send fewer images per request",
-                registry.max_request_bytes
-            ))
-        })?;
+        .map_err(|_| too_large())?;
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut forward = hyper::Request::builder()
         .method(parts.method)

@@ -100,13 +100,6 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
             400,
             "100000x100000",
         ),
-        (
-            "oversized body",
-            predict,
-            json!({"instances": [b64(&vec![0u8; 3_000_000])]}).to_string(),
-            413,
-            "larger than 2000000 bytes",
-        ),
     ];
     for (what, path, body, want_status, want_text) in cases {
         let (status, reply) = server.post(path, body);
@@ -119,6 +112,12 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
             "{what}: {message:?} lacks {want_text:?}"
         );
     }
+    // A body over --max_request_bytes is refused from its declared length,
+    // before the server reads it.
+    let (status, reply) = declared_length_only(&server, predict, 3_000_000);
+    assert_eq!(status, 413, "{reply}");
+    assert!(reply.contains("larger than 2000000 bytes"), "{reply}");
+
     // Wrong method on predict.
     let (status, reply) = server.get(predict);
     assert_eq!(status, 405, "{reply}");
@@ -162,4 +161,43 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// Sends only the headers of a POST declaring `length` body bytes and reads
+/// the reply: the status and the raw body.
+fn declared_length_only(server: &Server, path: &str, length: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .expect("write headers");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the headers and the (small) JSON body have arrived.
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if reply.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
 }
