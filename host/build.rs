@@ -36,6 +36,7 @@ fn build_component(out_dir: &Path) -> PathBuf {
         .nth(4)
         .map(|t| t.join("wasm-component"))
         .unwrap_or_else(|| out_dir.join("wasm-component"));
+    ensure_wasm_target(root);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
@@ -64,4 +65,31 @@ fn build_component(out_dir: &Path) -> PathBuf {
         );
     }
     target_dir.join("wasm32-wasip2/release/vitrine_component.wasm")
+}
+
+/// rustup installs the targets in `rust-toolchain.toml` only along with the
+/// toolchain itself; on a machine that already has 1.95 the wasm target may
+/// be missing, so the README's first command adds it.
+fn ensure_wasm_target(root: &Path) {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot.is_some_and(|s| s.join("lib/rustlib/wasm32-wasip2").is_dir());
+    if installed {
+        return;
+    }
+    println!("cargo:warning=wasm32-wasip2 was missing: added it with `rustup target add`");
+    let added = Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !added {
+        panic!(
+            "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; run it by hand"
+        );
+    }
 }
