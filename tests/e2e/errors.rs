@@ -94,6 +94,20 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
             ":regress",
         ),
         (
+            "deeply nested JSON",
+            predict,
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            400,
+            "recursion limit exceeded",
+        ),
+        (
+            "huge instance count",
+            predict,
+            json!({"instances": vec!["aGk"; 100_000]}).to_string(),
+            400,
+            "the limit is 64",
+        ),
+        (
             "pixel bomb",
             predict,
             json!({"instances": [b64(&png_header(100_000, 100_000))]}).to_string(),
