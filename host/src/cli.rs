@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// about 1 GiB in the guest.
     #[arg(long = "max_instance_memory_mb", default_value_t = 3072)]
     pub max_instance_memory_mb: usize,
+    /// Requests per model version that may wait for a busy instance; more
+    /// are refused at once with 503 and `Retry-After`.
+    #[arg(long = "max_queued_requests", default_value_t = 16)]
+    pub max_queued_requests: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long = "max_request_bytes", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,

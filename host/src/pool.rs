@@ -6,6 +6,7 @@
 //! and a fresh one takes its place.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -84,6 +85,9 @@ pub struct Budgets {
     pub warmup_timeout: Duration,
     /// Linear memory per instance.
     pub max_memory_bytes: usize,
+    /// Requests that may wait for a busy instance; past that they are
+    /// refused at once rather than piling up.
+    pub max_queued: usize,
 }
 
 /// Why a request got no answer from the guest.
@@ -93,6 +97,8 @@ pub enum CallError {
     Deadline(Duration),
     /// The guest trapped; details are in the log, not the reply.
     Trap,
+    /// Every instance is busy and the queue is full.
+    Overloaded { queued: usize },
     /// Anything else on the host side.
     Internal(anyhow::Error),
 }
@@ -104,6 +110,12 @@ impl std::fmt::Display for CallError {
                 write!(f, "the guest ran past its {} ms deadline", d.as_millis())
             }
             CallError::Trap => f.write_str("the guest trapped"),
+            CallError::Overloaded { queued } => {
+                write!(
+                    f,
+                    "all instances are busy and {queued} requests are already queued"
+                )
+            }
             CallError::Internal(e) => write!(f, "{e:#}"),
         }
     }
@@ -119,6 +131,7 @@ pub struct InstancePool {
     budgets: Budgets,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
+    queued: AtomicUsize,
 }
 
 pub type Response = hyper::Response<HyperOutgoingBody>;
@@ -144,6 +157,7 @@ impl InstancePool {
             budgets,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size.max(1))),
+            queued: AtomicUsize::new(0),
         });
         for _ in 0..size.max(1) {
             pool.add_warm_instance().await?;
@@ -308,12 +322,21 @@ impl InstancePool {
         self: &Arc<Self>,
         req: hyper::Request<Full<Bytes>>,
     ) -> Result<Response, CallError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| CallError::Internal(e.into()))?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _slot = QueueSlot::take(&self.queued, self.budgets.max_queued).ok_or(
+                    CallError::Overloaded {
+                        queued: self.budgets.max_queued,
+                    },
+                )?;
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| CallError::Internal(e.into()))?
+            }
+        };
         let instance = match self.take_idle() {
             Some(i) => i,
             // Only while a replacement is still warming up.
@@ -321,6 +344,27 @@ impl InstancePool {
         };
         self.call(instance, req, self.budgets.request_timeout, permit)
             .await
+    }
+}
+
+/// A place in a pool's queue, given back on drop, also when the waiting
+/// client disconnects and its request future is dropped.
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicUsize, max: usize) -> Option<QueueSlot<'a>> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| QueueSlot(queued))
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

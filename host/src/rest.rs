@@ -39,12 +39,19 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
 
 fn error(e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         e.to_json(),
     )
-        .into_response()
+        .into_response();
+    // 503 here always means "not now": overloaded or still loading.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
 async fn v1(State(registry): State<Arc<Registry>>, req: Request) -> Response {
@@ -104,7 +111,9 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
         .body(Full::new(body))
         .map_err(|e| ApiError::invalid(format!("bad request: {e}")))?;
     let response = pool.handle(forward).await.map_err(|e| {
-        tracing::error!("model {} version {}: {e}", route.model, pool.servable().version);
+        if !matches!(e, CallError::Overloaded { .. }) {
+            tracing::error!("model {} version {}: {e}", route.model, pool.servable().version);
+        }
         match e {
             CallError::Deadline(d) => ApiError {
                 status: 504,
@@ -113,6 +122,10 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
                     d.as_millis()
                 ),
             },
+            CallError::Overloaded { .. } => ApiError::unavailable(format!(
+                "model {} is overloaded: {e}; retry shortly",
+                route.model
+            )),
             CallError::Trap | CallError::Internal(_) => {
                 ApiError::internal("the model failed on this request; the server logs say why")
             }

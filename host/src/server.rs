@@ -115,6 +115,7 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         "max_request_bytes": args.max_request_bytes,
         "rest_api_timeout_in_ms": args.rest_api_timeout_in_ms,
         "max_instance_memory_mb": args.max_instance_memory_mb,
+        "max_queued_requests": args.max_queued_requests,
         "drain_timeout_seconds": args.drain_timeout_seconds,
         "cache_dir": engine::cache_dir(args.cache_dir.as_deref()),
     });
@@ -158,6 +159,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
         // Loading ViT-B/16 in the guest takes seconds; never cut it short.
         warmup_timeout: std::time::Duration::from_secs(600),
         max_memory_bytes: args.max_instance_memory_mb << 20,
+        max_queued: args.max_queued_requests,
     };
 
     let registry = Arc::new(Registry::new(

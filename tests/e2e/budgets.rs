@@ -99,3 +99,62 @@ fn health_probes_answer_while_every_instance_is_busy() {
         assert_eq!(b.join().expect("thread").ok(), Some(200));
     }
 }
+
+/// With every instance busy and the queue full, a request is refused at once
+/// with 503 and `Retry-After`, and service resumes when load drops.
+#[test]
+fn a_full_queue_answers_503_at_once() {
+    let base = tiny_repo();
+    let server = Server::start(
+        "hf-vit",
+        &base,
+        &[
+            "--tensorflow_inter_op_parallelism=1",
+            "--max_queued_requests=1",
+        ],
+    );
+    let url = server.url("/v1/models/hf-vit:predict");
+    let body = json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 32]}).to_string();
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                let resp = client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .expect("request");
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let status = resp.status().as_u16();
+                let reply: serde_json::Value = resp.json().expect("json");
+                (status, retry_after, reply)
+            })
+        })
+        .collect();
+    let results: Vec<_> = requests
+        .into_iter()
+        .map(|r| r.join().expect("thread"))
+        .collect();
+    let served = results.iter().filter(|(s, _, _)| *s == 200).count();
+    let refused: Vec<_> = results.iter().filter(|(s, _, _)| *s == 503).collect();
+    // One runs, one waits; the others find the queue full.
+    assert!(served >= 2, "{results:?}");
+    assert!(!refused.is_empty(), "nothing was refused: {results:?}");
+    assert_eq!(served + refused.len(), 4, "{results:?}");
+    for (_, retry_after, reply) in refused {
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert!(
+            reply["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("overloaded")),
+            "{reply}"
+        );
+    }
+    let (status, _) = server.predict(&blog_request(&coco_jpeg()));
+    assert_eq!(status, 200, "service resumes once load drops");
+}
