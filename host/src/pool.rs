@@ -207,8 +207,10 @@ impl InstancePool {
         let instance = self.instantiate().await?;
         let req = hyper::Request::post("http://localhost/vitrine/warmup")
             .body(Full::new(Bytes::new()))?;
+        // A warm-up that traps is not replaced: the caller reports the failure
+        // (a replacement would trap again, forever).
         let response = self
-            .call(instance, req, self.budgets.warmup_timeout, permit)
+            .call(instance, req, self.budgets.warmup_timeout, permit, false)
             .await
             .map_err(|e| anyhow::anyhow!("warm-up failed: {e}"))?;
         let status = response.status();
@@ -237,13 +239,14 @@ impl InstancePool {
     /// guest runs in its own task: the response can arrive (and its body
     /// stream) before the guest returns. When the guest returns, the instance
     /// goes back to the pool and `permit` is released; if it trapped, it is
-    /// dropped and a warm replacement is started.
+    /// dropped and, if `replace_on_trap`, a warm replacement is started.
     async fn call(
         self: &Arc<Self>,
         mut instance: Instance,
         req: hyper::Request<Full<Bytes>>,
         deadline: Duration,
         permit: OwnedSemaphorePermit,
+        replace_on_trap: bool,
     ) -> Result<Response, CallError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = (|| {
@@ -292,7 +295,9 @@ impl InstancePool {
                     };
                     drop(instance);
                     let _ = failed_tx.send(failure);
-                    pool.replace_instance();
+                    if replace_on_trap {
+                        pool.replace_instance();
+                    }
                 }
             }
         });
@@ -342,7 +347,7 @@ impl InstancePool {
             // Only while a replacement is still warming up.
             None => self.instantiate().await.map_err(CallError::Internal)?,
         };
-        self.call(instance, req, self.budgets.request_timeout, permit)
+        self.call(instance, req, self.budgets.request_timeout, permit, true)
             .await
     }
 }
