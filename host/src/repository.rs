@@ -58,6 +58,16 @@ pub fn scan(base: &Path) -> anyhow::Result<Vec<VersionDir>> {
     Ok(versions)
 }
 
+/// What to tell a user whose base path holds no servable version.
+pub fn no_versions(base: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "no complete version folder under {}: add {}/1/ with {}",
+        base.display(),
+        base.display(),
+        REQUIRED_FILES.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

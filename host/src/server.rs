@@ -92,13 +92,9 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
     let versions = match &args.model_base_path {
         Some(base) => {
             let versions = repository::scan(base)?;
-            anyhow::ensure!(
-                !versions.is_empty(),
-                "no complete version folder under {}: add {}/1/ with {}",
-                base.display(),
-                base.display(),
-                repository::REQUIRED_FILES.join(", ")
-            );
+            if versions.is_empty() {
+                return Err(repository::no_versions(base));
+            }
             versions.iter().map(|v| v.version).collect()
         }
         None => Vec::new(),
@@ -142,7 +138,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
         }
     };
     // Fail fast on a wrong path, before binding ports.
-    repository::scan(&base)?;
+    let versions = repository::scan(&base)?;
 
     let engine = engine::new_engine()?;
     let wasm = engine::component_bytes(args.component.as_deref())?;
@@ -188,16 +184,8 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
         let registry = registry.clone();
         let name = args.model_name.clone();
         async move {
-            let versions = match repository::scan(&base) {
-                Ok(v) => v,
-                Err(e) => return tracing::error!("{e:#}"),
-            };
             let Some(newest) = versions.last() else {
-                return tracing::error!(
-                    "no complete version folder under {}: add {}/1/ with model.onnx, config.json and preprocessor_config.json",
-                    base.display(),
-                    base.display()
-                );
+                return tracing::error!("{:#}", repository::no_versions(&base));
             };
             let servable = Servable {
                 name: name.clone(),

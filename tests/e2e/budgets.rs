@@ -64,21 +64,7 @@ fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
 fn health_probes_answer_while_every_instance_is_busy() {
     let base = tiny_repo();
     let server = Server::start("hf-vit", &base, &["--tensorflow_inter_op_parallelism=2"]);
-    let url = server.url("/v1/models/hf-vit:predict");
-    let body = big_batch().to_string();
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, body) = (url.clone(), body.clone());
-            std::thread::spawn(move || {
-                client()
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .map(|r| r.status().as_u16())
-            })
-        })
-        .collect();
+    let busy = predict_concurrently(&server, &big_batch(), 2);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let probe = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(1))
@@ -96,7 +82,7 @@ fn health_probes_answer_while_every_instance_is_busy() {
         );
     }
     for b in busy {
-        assert_eq!(b.join().expect("thread").ok(), Some(200));
+        assert_eq!(b.join().expect("thread").ok().map(|p| p.status), Some(200));
     }
 }
 
@@ -113,40 +99,24 @@ fn a_full_queue_answers_503_at_once() {
             "--max_queued_requests=1",
         ],
     );
-    let url = server.url("/v1/models/hf-vit:predict");
-    let body = json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 32]}).to_string();
-    let requests: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, body) = (url.clone(), body.clone());
-            std::thread::spawn(move || {
-                let resp = client()
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .expect("request");
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let status = resp.status().as_u16();
-                let reply: serde_json::Value = resp.json().expect("json");
-                (status, retry_after, reply)
-            })
-        })
-        .collect();
+    let body = json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 32]});
+    let requests = predict_concurrently(&server, &body, 4);
     let results: Vec<_> = requests
         .into_iter()
-        .map(|r| r.join().expect("thread"))
+        .map(|r| r.join().expect("thread").expect("request"))
         .collect();
-    let served = results.iter().filter(|(s, _, _)| *s == 200).count();
-    let refused: Vec<_> = results.iter().filter(|(s, _, _)| *s == 503).collect();
+    let served = results.iter().filter(|p| p.status == 200).count();
+    let refused: Vec<_> = results.iter().filter(|p| p.status == 503).collect();
     // One runs, one waits; the others find the queue full.
     assert!(served >= 2, "{results:?}");
     assert!(!refused.is_empty(), "nothing was refused: {results:?}");
     assert_eq!(served + refused.len(), 4, "{results:?}");
-    for (_, retry_after, reply) in refused {
+    for Posted {
+        retry_after,
+        body: reply,
+        ..
+    } in refused
+    {
         assert_eq!(retry_after.as_deref(), Some("1"));
         assert!(
             reply["error"]
@@ -157,4 +127,55 @@ fn a_full_queue_answers_503_at_once() {
     }
     let (status, _) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "service resumes once load drops");
+}
+
+/// A version whose warm-up cannot fit its memory cap is reported as failed
+/// once; it is not retried in the background forever.
+#[test]
+fn a_version_that_cannot_warm_up_fails_once() {
+    precompile();
+    let base = tiny_repo();
+    let log = std::env::temp_dir().join(format!("vitrine-warmup-{}.log", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut child = vitrine()
+        .args(["serve", "--rest_api_host=127.0.0.1", "--port=0"])
+        .arg(format!("--rest_api_port={port}"))
+        .arg(format!("--model_base_path={}", base.display()))
+        .args([
+            "--tensorflow_inter_op_parallelism=1",
+            "--max_instance_memory_mb=8",
+        ])
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let status_url = format!("http://127.0.0.1:{port}/v1/models/hf-vit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        assert!(std::time::Instant::now() < deadline, "no status in time");
+        if let Ok(r) = client().get(&status_url).send()
+            && let Ok(v) = r.json::<serde_json::Value>()
+            && v["model_version_status"][0]["state"] == "END"
+        {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Long enough for a retry loop to show itself many times over.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let message = status["model_version_status"][0]["status"]["error_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("warm-up failed"), "{status}");
+    assert_eq!(
+        text.matches("guest trapped, discarding the instance")
+            .count(),
+        1,
+        "{text}"
+    );
 }

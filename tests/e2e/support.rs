@@ -233,6 +233,49 @@ impl Drop for Server {
     }
 }
 
+/// One reply to a request sent by [`predict_concurrently`].
+#[derive(Debug)]
+pub struct Posted {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
+
+/// Sends `n` copies of `body` to the server's predict endpoint at once, each
+/// from its own thread; join the handles for the replies.
+pub fn predict_concurrently(
+    server: &Server,
+    body: &Value,
+    n: usize,
+) -> Vec<std::thread::JoinHandle<reqwest::Result<Posted>>> {
+    let url = server.url(&format!("/v1/models/{}:predict", server.model));
+    let body = body.to_string();
+    (0..n)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                let resp = client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()?;
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = resp.json()?;
+                Ok(Posted {
+                    status,
+                    retry_after,
+                    body,
+                })
+            })
+        })
+        .collect()
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(300))
