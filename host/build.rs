@@ -9,6 +9,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=VITRINE_COMPONENT_WASM");
+    println!("cargo:rerun-if-env-changed=VITRINE_WASM_TARGET_DIR");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let wasm = match env::var("VITRINE_COMPONENT_WASM") {
         Ok(path) if !path.is_empty() => PathBuf::from(path),
@@ -31,11 +32,16 @@ fn build_component(out_dir: &Path) -> PathBuf {
     }
     // <target>/<profile>/build/vitrine-<hash>/out: a sibling target dir of our
     // own avoids deadlocking on the lock the outer cargo holds.
-    let target_dir = out_dir
-        .ancestors()
-        .nth(4)
-        .map(|t| t.join("wasm-component"))
-        .unwrap_or_else(|| out_dir.join("wasm-component"));
+    // Two checkouts sharing one CARGO_TARGET_DIR set VITRINE_WASM_TARGET_DIR
+    // apart, or each would embed whichever component was built last.
+    let target_dir = match env::var("VITRINE_WASM_TARGET_DIR") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => out_dir
+            .ancestors()
+            .nth(4)
+            .map(|t| t.join("wasm-component"))
+            .unwrap_or_else(|| out_dir.join("wasm-component")),
+    };
     ensure_wasm_target(root);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
