@@ -53,6 +53,10 @@ fn build_component(out_dir: &Path) -> PathBuf {
             "wasm32-wasip2",
             "-p",
             "vitrine-component",
+            // The host offers wasi:nn, so embed the build that can use it;
+            // it falls back to tract in the guest under --inference=guest.
+            "--features",
+            "wasi-nn",
         ])
         .arg("--target-dir")
         .arg(&target_dir)

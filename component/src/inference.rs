@@ -1,4 +1,5 @@
-//! Runs a ViT ONNX export with tract: load and optimise once, then run batches.
+//! Runs a ViT ONNX export: in the guest with tract, or through `wasi:nn` on
+//! the host when the host offers the graph.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -77,6 +78,22 @@ impl Classifier {
             pixels,
         )?
         .into();
+        self.run_tensor(input)
+    }
+
+    /// Runs an f32 tensor `[n, channels, height, width]` and returns logits `[n, num_labels]`.
+    pub fn run_tensor(&self, input: Tensor) -> anyhow::Result<Tensor> {
+        let n = input.shape().first().copied().unwrap_or(0);
+        ensure!(
+            input.datum_type() == f32::datum_type()
+                && input.shape() == [n, self.channels, self.height, self.width],
+            "input is {:?} {:?}, expected f32 [n, {}, {}, {}]",
+            input.datum_type(),
+            input.shape(),
+            self.channels,
+            self.height,
+            self.width
+        );
         let mut outputs = self.plan.run(tvec!(input.into()))?;
         let logits = outputs.remove(0).into_tensor();
         ensure!(
@@ -85,6 +102,83 @@ impl Classifier {
             logits.shape()
         );
         Ok(logits)
+    }
+}
+
+/// Why an inference gave no logits.
+#[derive(Debug)]
+pub enum InferenceError {
+    /// The host's batch queue is full: try again shortly.
+    Overloaded(String),
+    Failed(String),
+}
+
+/// Where the model runs.
+pub enum Engine {
+    /// tract inside this component: portable, single-threaded in wasm.
+    Tract(Classifier),
+    /// The host's native backend, through `wasi:nn`.
+    #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
+    Host(crate::nn::HostGraph),
+}
+
+impl Engine {
+    /// The host's graph when the host names one in `VITRINE_NN_GRAPH` and
+    /// lends it, else the model in `dir` loaded into the guest.
+    pub fn load(
+        dir: &Path,
+        channels: usize,
+        height: usize,
+        width: usize,
+        num_labels: usize,
+    ) -> anyhow::Result<Engine> {
+        #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
+        if let Some(name) = std::env::var("VITRINE_NN_GRAPH")
+            .ok()
+            .filter(|n| !n.is_empty())
+        {
+            let dims = [channels, height, width];
+            match crate::nn::HostGraph::load(&name, dims, num_labels) {
+                Ok(graph) => return Ok(Engine::Host(graph)),
+                Err(e) => eprintln!(
+                    "vitrine: the host does not lend wasi:nn graph {name:?} ({e}); running the model in the guest"
+                ),
+            }
+        }
+        Classifier::load(
+            &dir.join("model.onnx"),
+            channels,
+            height,
+            width,
+            num_labels,
+        )
+        .map(Engine::Tract)
+    }
+
+    /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.
+    pub fn run(&self, n: usize, pixels: Vec<f32>) -> Result<Vec<f32>, InferenceError> {
+        match self {
+            Engine::Tract(c) => {
+                let logits = c
+                    .run(n, pixels)
+                    .map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
+                logits
+                    .try_as_plain_ram()
+                    .and_then(|view| view.as_slice::<f32>().map(<[f32]>::to_vec))
+                    .map_err(|e| InferenceError::Failed(format!("unexpected logits: {e}")))
+            }
+            #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
+            Engine::Host(g) => g.run(n, &pixels),
+        }
+    }
+
+    /// Where the model runs, as reported in metadata.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Engine::Tract(_) => "guest",
+            #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
+            Engine::Host(_) => "host",
+        }
     }
 }
 

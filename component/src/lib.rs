@@ -5,7 +5,8 @@
 //! natively, the same modules are unit-tested with `cargo test`.
 //!
 //! - [`preprocess`]: decode and turn an image into the tensor HF's `ViTImageProcessor` would.
-//! - [`inference`]: load and run the ONNX model with tract.
+//! - [`inference`]: run the ONNX model, with tract in the guest or through
+//!   `wasi:nn` on the host (the `wasi-nn` feature).
 //! - [`postprocess`]: softmax, top-k and labels.
 //! - [`api`]: TF Serving's REST routes, request and reply shapes.
 //! - [`service`]: the handler tying them together.
@@ -13,6 +14,8 @@
 pub mod api;
 pub mod config;
 pub mod inference;
+#[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
+mod nn;
 pub mod postprocess;
 pub mod preprocess;
 pub mod service;

@@ -13,7 +13,7 @@ use crate::api::{
     VersionStatus,
 };
 use crate::config::{ModelConfig, PreprocessorConfig};
-use crate::inference::Classifier;
+use crate::inference::{Engine, InferenceError};
 use crate::postprocess;
 use crate::preprocess::{self, DecodeLimits};
 
@@ -50,9 +50,12 @@ impl ServiceConfig {
 
 /// A model version loaded into memory, ready to answer.
 pub struct LoadedModel {
-    pub classifier: Classifier,
+    pub engine: Engine,
     pub preprocessor: PreprocessorConfig,
     pub config: ModelConfig,
+    /// `[channels, height, width]` of one image's pixel tensor.
+    pub image_shape: [usize; 3],
+    pub num_labels: usize,
 }
 
 impl LoadedModel {
@@ -65,17 +68,33 @@ impl LoadedModel {
             .context("invalid preprocessor_config.json")?;
         let config =
             ModelConfig::from_json(&read("config.json")?).context("invalid config.json")?;
-        let classifier = Classifier::load(
-            &dir.join("model.onnx"),
+        let image_shape = [
             3,
             preprocessor.size.height as usize,
             preprocessor.size.width as usize,
-            config.id2label.len(),
-        )?;
+        ];
+        let [c, h, w] = image_shape;
+        let num_labels = config.id2label.len();
+        let engine = Engine::load(dir, c, h, w, num_labels)?;
         Ok(LoadedModel {
-            classifier,
+            engine,
             preprocessor,
             config,
+            image_shape,
+            num_labels,
+        })
+    }
+
+    /// Elements in one image's pixel tensor.
+    pub fn image_len(&self) -> usize {
+        self.image_shape.iter().product()
+    }
+
+    /// Logits `[n, num_labels]` for `pixels` laid out `[n, c, h, w]`.
+    pub fn infer(&self, n: usize, pixels: Vec<f32>) -> Result<Vec<f32>, ApiError> {
+        self.engine.run(n, pixels).map_err(|e| match e {
+            InferenceError::Overloaded(m) => ApiError::unavailable(m),
+            InferenceError::Failed(m) => ApiError::internal(format!("inference failed: {m}")),
         })
     }
 
@@ -86,7 +105,7 @@ impl LoadedModel {
         req: &PredictRequest,
         limits: &DecodeLimits,
     ) -> Result<Vec<Prediction>, ApiError> {
-        let len = self.classifier.image_len();
+        let len = self.image_len();
         let mut pixels = vec![0f32; len * req.images.len()];
         for (i, (bytes, row)) in req
             .images
@@ -97,16 +116,9 @@ impl LoadedModel {
             preprocess::preprocess_into(bytes, &self.preprocessor, limits, row)
                 .map_err(|e| ApiError::invalid(format!("instance {i}: {e}")))?;
         }
-        let logits = self
-            .classifier
-            .run(req.images.len(), pixels)
-            .map_err(|e| ApiError::internal(format!("inference failed: {e:#}")))?;
-        let logits = logits
-            .try_as_plain_ram()
-            .and_then(|view| view.as_slice::<f32>())
-            .map_err(|e| ApiError::internal(format!("unexpected logits: {e}")))?;
+        let logits = self.infer(req.images.len(), pixels)?;
         Ok(logits
-            .chunks_exact(self.classifier.num_labels)
+            .chunks_exact(self.num_labels)
             .map(|row| {
                 let probs = postprocess::softmax(row);
                 let top: Vec<(String, f32)> = postprocess::top_k(&probs, req.top_k)
@@ -224,10 +236,10 @@ impl Service {
 
     fn warmup(&self) -> Result<Reply, ApiError> {
         let model = self.model()?;
-        let c = &model.classifier;
         // Mid-grey: exercises the whole graph without needing an encoder here.
-        c.run(1, vec![0f32; c.image_len()])
-            .map_err(|e| ApiError::internal(format!("warm-up inference failed: {e:#}")))?;
+        model
+            .infer(1, vec![0f32; model.image_len()])
+            .map_err(|e| ApiError::internal(format!("warm-up: {}", e.message)))?;
         Ok(ok(br#"{"warmed_up":true}"#.to_vec()))
     }
 
@@ -235,7 +247,7 @@ impl Service {
     /// the weights.
     fn metadata(&self) -> Result<Vec<u8>, ApiError> {
         let m = self.model()?;
-        let c = &m.classifier;
+        let [_, height, width] = m.image_shape;
         let tensor = |dtype: &str, dims: &[i64], name: &str| {
             serde_json::json!({
                 "dtype": dtype,
@@ -247,8 +259,9 @@ impl Service {
             })
         };
         let mut vitrine = serde_json::json!({
-            "image_size": [c.height, c.width],
-            "num_labels": c.num_labels,
+            "image_size": [height, width],
+            "num_labels": m.num_labels,
+            "inference": m.engine.kind(),
             "random_weights": m.config.random_weights,
         });
         if m.config.random_weights {

@@ -24,6 +24,19 @@ pub enum Command {
     DemoModel(DemoModelArgs),
     /// Compile the component ahead of time into the cache, so `serve` starts fast.
     Compile(CompileArgs),
+    /// Time the bare model natively with tract, no server (for the benchmark).
+    #[command(hide = true)]
+    BenchNative(BenchNativeArgs),
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InferencePath {
+    /// In the host, natively and multi-threaded, lent to the component
+    /// through `wasi:nn`; pre/postprocessing stay in the sandbox.
+    Host,
+    /// Inside the component with tract: single-threaded, fully sandboxed.
+    Guest,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,14 +65,27 @@ pub struct ServeArgs {
     /// random weights is written to the cache and served.
     #[arg(long = "model_base_path")]
     pub model_base_path: Option<PathBuf>,
-    /// Threads inside one inference. The guest path runs single-threaded
-    /// (wasm has no threads); accepted for compatibility.
+    /// Threads inside one model run on the host path (0 = one per core).
+    /// The guest path runs single-threaded: wasm has no threads.
     #[arg(long = "tensorflow_intra_op_parallelism", default_value_t = 0)]
     pub intra_op_parallelism: usize,
-    /// Inferences run at once: the number of warm component instances per
-    /// model version (0 = one per CPU core).
+    /// Warm component instances per model version, so requests handled at
+    /// once (0 = one per core on the guest path, 16 on the host path, where
+    /// an instance only pre/postprocesses).
     #[arg(long = "tensorflow_inter_op_parallelism", default_value_t = 0)]
     pub inter_op_parallelism: usize,
+    /// Where the model runs: `host` (native, multi-threaded, batched if
+    /// enabled) or `guest` (tract inside the component).
+    #[arg(long = "inference", value_enum, default_value_t = InferencePath::Host)]
+    pub inference: InferencePath,
+    /// Merge concurrent inferences into batched model runs (host path).
+    #[arg(long = "enable_batching", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_batching: bool,
+    /// TF Serving's batching parameters in text format; missing fields take
+    /// TF Serving's defaults.
+    #[arg(long = "batching_parameters_file")]
+    pub batching_parameters_file: Option<PathBuf>,
     /// Guest time one request may take before it is stopped (504).
     #[arg(long = "rest_api_timeout_in_ms", default_value_t = 30_000)]
     pub rest_api_timeout_in_ms: u64,
@@ -69,7 +95,7 @@ pub struct ServeArgs {
     pub max_instance_memory_mb: usize,
     /// Requests per model version that may wait for a busy instance; more
     /// are refused at once with 503 and `Retry-After`.
-    #[arg(long = "max_queued_requests", default_value_t = 16)]
+    #[arg(long = "max_queued_requests", default_value_t = 32)]
     pub max_queued_requests: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long = "max_request_bytes", default_value_t = 64 << 20)]
@@ -101,6 +127,22 @@ pub struct DemoModelArgs {
     pub size: DemoSize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchNativeArgs {
+    /// A version folder: `model.onnx`, `config.json`, `preprocessor_config.json`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Threads per model run (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Timed runs, after two untimed ones.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    /// Images per run.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]

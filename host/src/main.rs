@@ -6,16 +6,23 @@
 //! - [`repository`]: finds model versions under `<base>/<name>/<version>/`.
 //! - [`engine`]: wasmtime setup and the compiled-component cache.
 //! - [`pool`]: warm component instances that answer requests.
+//! - [`nn`]: `wasi:nn` for the component, backed by [`native`] tract models
+//!   and the [`batching`] scheduler.
 //! - [`rest`]: the HTTP front end.
 //! - [`demo`]: the bundled demo model.
 
+mod batching;
+mod bench;
 mod cli;
 mod demo;
 mod engine;
+mod native;
+mod nn;
 mod pool;
 mod repository;
 mod rest;
 mod server;
+mod textproto;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -39,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => server::run(args),
         Command::DemoModel(args) => demo::write(&args.out, args.size, args.seed),
         Command::Compile(args) => engine::compile_command(args),
+        Command::BenchNative(args) => bench::native(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

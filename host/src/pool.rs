@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 
 use crate::engine::EPOCH_TICK;
+use crate::native::NativeModel;
+use crate::nn::{self, NnState};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::time::Duration;
@@ -32,7 +34,8 @@ pub const GUEST_MODEL_DIR: &str = "/model";
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    pub(crate) nn: NnState,
     limits: StoreLimits,
 }
 
@@ -55,20 +58,32 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// The linker every instance is created from: WASI plus `wasi:http`.
+/// The linker every instance is created from: WASI, `wasi:http` and
+/// `wasi:nn`. A component that does not import `wasi:nn` links all the same.
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    nn::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
 /// Identifies what an instance serves; passed to the guest as environment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Servable {
     pub name: String,
     pub version: u64,
     pub dir: PathBuf,
+    /// The version's natively loaded graph, lent to the guest through
+    /// `wasi:nn` (the host path); `None` runs the model in the guest.
+    pub graph: Option<Arc<NativeModel>>,
+}
+
+impl Servable {
+    /// The `wasi:nn` name of this version's graph.
+    pub fn graph_name(&self) -> String {
+        format!("{}/{}", self.name, self.version)
+    }
 }
 
 struct Instance {
@@ -179,10 +194,16 @@ impl InstancePool {
             .preopened_dir(&s.dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot open {}", s.dir.display()))?;
+        let mut nn = NnState::default();
+        if let Some(graph) = &s.graph {
+            wasi.env("VITRINE_NN_GRAPH", s.graph_name());
+            nn.graph = Some((s.graph_name(), graph.clone()));
+        }
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            nn,
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.budgets.max_memory_bytes)
                 .build(),

@@ -21,6 +21,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/vitrine/stats", get(stats))
         .fallback(v1)
         .with_state(registry)
 }
@@ -35,6 +36,37 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Where each available version runs its model, and how many model runs
+/// and rows the host path has done: how well batching merges.
+async fn stats(State(registry): State<Arc<Registry>>) -> Response {
+    let versions: Vec<_> = registry
+        .versions()
+        .into_iter()
+        .filter_map(|(version, state)| match state {
+            VersionState::Available(pool) => Some((version, pool)),
+            _ => None,
+        })
+        .map(|(version, pool)| {
+            let graph = pool.servable().graph.as_ref();
+            let mut v = serde_json::json!({
+                "version": version.to_string(),
+                "inference": if graph.is_some() { "host" } else { "guest" },
+            });
+            if let Some(g) = graph {
+                v["batching"] = g.batching().into();
+                v["runs"] = g.stats.to_json();
+            }
+            v
+        })
+        .collect();
+    let body = serde_json::json!({ "models": { registry.model_name.as_str(): versions } });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error(e: ApiError) -> Response {
@@ -131,7 +163,14 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
             }
         }
     })?;
-    Ok(response.map(Body::new))
+    let mut response = response.map(Body::new);
+    // The guest answers 503 when the host's batch queue is full.
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    Ok(response)
 }
 
 /// Why no version answers: still loading, failed, or absent.

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::ServeArgs;
+use crate::batching::BatchingParameters;
+use crate::cli::{InferencePath, ServeArgs};
+use crate::native::{self, NativeModel, NativeOptions};
 use crate::pool::{Budgets, InstancePool, Servable};
 use crate::{demo, engine, pool, repository, rest};
 
@@ -77,7 +79,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     // One worker per instance: guest inference blocks its thread.
     let guest_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(instances(args.inter_op_parallelism))
+        .worker_threads(instances(&args))
         .thread_name("guest")
         .enable_all()
         .build()
@@ -100,6 +102,7 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     engine::component_bytes(args.component.as_deref())?;
+    let native = native_options(args)?;
     let resolved = serde_json::json!({
         "rest_api": format!("{}:{}", args.host, args.rest_api_port),
         "grpc_port": args.grpc_port,
@@ -107,7 +110,9 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         "model_base_path": args.model_base_path,
         "versions_found": versions,
         "demo_model": args.model_base_path.is_none(),
-        "instances_per_version": instances(args.inter_op_parallelism),
+        "instances_per_version": instances(args),
+        "inference": format!("{:?}", args.inference).to_lowercase(),
+        "batching": native.as_ref().and_then(|n| n.batching.as_ref()).map(|b| format!("{b:?}")),
         "max_request_bytes": args.max_request_bytes,
         "rest_api_timeout_in_ms": args.rest_api_timeout_in_ms,
         "max_instance_memory_mb": args.max_instance_memory_mb,
@@ -119,11 +124,47 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn instances(inter_op_parallelism: usize) -> usize {
-    match inter_op_parallelism {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Warm instances per version. On the host path an instance only decodes
+/// and preprocesses, so many can wait on the model at once, and a batch can
+/// only be as large as the requests in flight.
+fn instances(args: &ServeArgs) -> usize {
+    match (args.inter_op_parallelism, args.inference) {
+        (0, InferencePath::Guest) => cores(),
+        (0, InferencePath::Host) => 16,
+        (n, _) => n,
     }
+}
+
+/// How the host path runs models, or `None` on the guest path.
+fn native_options(args: &ServeArgs) -> anyhow::Result<Option<NativeOptions>> {
+    if args.inference == InferencePath::Guest {
+        if args.enable_batching {
+            tracing::warn!("--enable_batching applies to --inference=host only; ignored");
+        }
+        return Ok(None);
+    }
+    let batching = match (&args.batching_parameters_file, args.enable_batching) {
+        (Some(file), true) => Some(BatchingParameters::from_file(file)?),
+        (None, true) => Some(BatchingParameters::default()),
+        (Some(_), false) => {
+            tracing::warn!("--batching_parameters_file is used only with --enable_batching");
+            None
+        }
+        (None, false) => None,
+    };
+    let intra = match args.intra_op_parallelism {
+        0 => cores(),
+        n => n,
+    };
+    Ok(Some(NativeOptions {
+        batching,
+        // Unbatched runs share the cores: each already uses `intra` threads.
+        runs_at_once: (cores() / intra).max(1),
+    }))
 }
 
 async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
@@ -137,8 +178,16 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             tokio::task::spawn_blocking(move || demo::ensure(&cache, &name, size)).await??
         }
     };
-    // Fail fast on a wrong path, before binding ports.
+    // Fail fast on a wrong path or bad flags, before binding ports.
     let versions = repository::scan(&base)?;
+    let native = native_options(&args)?;
+    if native.is_some() {
+        let threads = native::set_intra_op_threads(args.intra_op_parallelism);
+        tracing::info!(
+            "host path: models run natively on {threads} threads per run, batching {}",
+            if args.enable_batching { "on" } else { "off" }
+        );
+    }
 
     let engine = engine::new_engine()?;
     let wasm = engine::component_bytes(args.component.as_deref())?;
@@ -179,7 +228,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
         );
     }
 
-    let instances = instances(args.inter_op_parallelism);
+    let instances = instances(&args);
     let loader = {
         let registry = registry.clone();
         let name = args.model_name.clone();
@@ -187,23 +236,30 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             let Some(newest) = versions.last() else {
                 return tracing::error!("{:#}", repository::no_versions(&base));
             };
-            let servable = Servable {
-                name: name.clone(),
-                version: newest.version,
-                dir: newest.path.clone(),
-            };
             registry.set(newest.version, VersionState::Loading);
             let load_started = Instant::now();
-            match InstancePool::start(
-                &linker,
-                &component,
-                servable,
-                instances,
-                budgets,
-                guest_runtime,
-            )
-            .await
-            {
+            let started_pool = async {
+                let graph = match native {
+                    Some(options) => Some(load_native(&newest.path, &name, newest.version, options).await?),
+                    None => None,
+                };
+                let servable = Servable {
+                    name: name.clone(),
+                    version: newest.version,
+                    dir: newest.path.clone(),
+                    graph,
+                };
+                InstancePool::start(
+                    &linker,
+                    &component,
+                    servable,
+                    instances,
+                    budgets,
+                    guest_runtime,
+                )
+                .await
+            };
+            match started_pool.await {
                 Ok(pool) => {
                     if has_random_weights(&newest.path) {
                         tracing::warn!(
@@ -255,6 +311,20 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Loads and optimises a version's model natively, off the async threads.
+async fn load_native(
+    dir: &std::path::Path,
+    name: &str,
+    version: u64,
+    options: NativeOptions,
+) -> anyhow::Result<Arc<NativeModel>> {
+    let (dir, label) = (dir.to_path_buf(), format!("{name}-{version}"));
+    let model = tokio::task::spawn_blocking(move || NativeModel::load(&dir, &label, &options))
+        .await
+        .context("the model loader stopped")??;
+    Ok(Arc::new(model))
 }
 
 /// Demo models mark themselves in `config.json` (`"vitrine": {"random_weights": true}`).

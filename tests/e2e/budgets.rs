@@ -1,5 +1,7 @@
 //! Sandbox budgets: a guest past its deadline or its memory cap fails only
-//! its own request, and a fresh instance takes its place.
+//! its own request, and a fresh instance takes its place. These run the
+//! model in the guest (`--inference=guest`), where its time and memory are
+//! the sandbox's to bound.
 
 use serde_json::json;
 
@@ -17,7 +19,7 @@ fn break_budget_then_recover(budget: &str) -> (u16, String, String) {
     let mut server = Server::start(
         "hf-vit",
         &base,
-        &["--tensorflow_inter_op_parallelism=1", budget],
+        &["--inference=guest", "--tensorflow_inter_op_parallelism=1", budget],
     );
     let (status, before) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{before}");
@@ -63,7 +65,11 @@ fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
 #[test]
 fn health_probes_answer_while_every_instance_is_busy() {
     let base = tiny_repo();
-    let server = Server::start("hf-vit", &base, &["--tensorflow_inter_op_parallelism=2"]);
+    let server = Server::start(
+        "hf-vit",
+        &base,
+        &["--inference=guest", "--tensorflow_inter_op_parallelism=2"],
+    );
     let busy = predict_concurrently(&server, &big_batch(), 2);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let probe = reqwest::blocking::Client::builder()
@@ -95,6 +101,7 @@ fn a_full_queue_answers_503_at_once() {
         "hf-vit",
         &base,
         &[
+            "--inference=guest",
             "--tensorflow_inter_op_parallelism=1",
             "--max_queued_requests=1",
         ],
@@ -145,6 +152,7 @@ fn a_version_that_cannot_warm_up_fails_once() {
         .arg(format!("--rest_api_port={port}"))
         .arg(format!("--model_base_path={}", base.display()))
         .args([
+            "--inference=guest",
             "--tensorflow_inter_op_parallelism=1",
             "--max_instance_memory_mb=8",
         ])

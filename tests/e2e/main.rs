@@ -1,8 +1,9 @@
 //! End-to-end tests: the real `vitrine` binary on loopback, real wasmtime,
-//! real tract inside the component, real model files.
+//! real tract (in the component and natively behind wasi:nn), real model files.
 
 mod support;
 
+mod batching;
 mod budgets;
 mod deploy;
 mod errors;

@@ -1,5 +1,6 @@
 //! Served logits against onnxruntime on the same model and tensor, for our
-//! demo model and for a genuine torch export served unchanged.
+//! demo model and for a genuine torch export served unchanged, on both
+//! inference paths: host-native through wasi:nn, and tract in the guest.
 
 use std::path::{Path, PathBuf};
 
@@ -8,9 +9,13 @@ use serde_json::json;
 use crate::support::*;
 
 /// Serves `base` (a `<name>/<version>/` repository whose newest version is
-/// `model_dir`) and checks every shared image.
-fn check_parity(name: &str, base: &Path, model_dir: &Path) {
-    let server = Server::start(name, base, &[]);
+/// `model_dir`) on `inference` (`host` or `guest`), checks every shared
+/// image, and returns the served logits, one row per image.
+fn check_parity(name: &str, base: &Path, model_dir: &Path, inference: &str) -> Vec<Vec<f32>> {
+    let server = Server::start(name, base, &[&format!("--inference={inference}")]);
+    // The path asked for is the path taken: no silent fallback.
+    let (_, metadata) = server.get(&format!("/v1/models/{name}/metadata"));
+    assert_eq!(metadata["vitrine"]["inference"], inference, "{metadata}");
     let images = shared_images();
     let instances: Vec<String> = images.iter().map(|p| urlsafe_b64(p)).collect();
     // All images in one request: also proves several instances per request.
@@ -25,6 +30,7 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path) {
         .map(|i| vitrine_pixels(i, model_dir))
         .collect();
     let reference = Reference::compute(model_dir, &images, &ours);
+    let mut rows = Vec::new();
     for ((image, pixels), p) in images.iter().zip(&ours).zip(predictions) {
         let served = floats(&p["logits"]);
         // Same model, same tensor: tract in wasm equals onnxruntime.
@@ -58,16 +64,31 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path) {
             assert!((c - expected[*i]).abs() < 1e-6);
         }
         eprintln!(
-            "{}: |served - onnxruntime| = {diff:.2e}, |served - HF pipeline| = {noise:.2e}",
+            "{inference} path, {}: |served - onnxruntime| = {diff:.2e}, |served - HF pipeline| = {noise:.2e}",
             image.display()
         );
+        rows.push(served);
+    }
+    rows
+}
+
+/// Both paths serve the same model: same top-5, logits within 1e-4.
+fn check_both_paths(name: &str, base: &Path, model_dir: &Path) {
+    let host = check_parity(name, base, model_dir, "host");
+    let guest = check_parity(name, base, model_dir, "guest");
+    assert_eq!(host.len(), guest.len());
+    for (i, (h, g)) in host.iter().zip(&guest).enumerate() {
+        let diff = max_abs_diff(h, g);
+        assert!(diff <= 1e-4, "image {i}: host and guest logits differ by {diff}");
+        assert_eq!(top_indices(h, 5), top_indices(g, 5), "image {i}: top-5 differs");
+        eprintln!("image {i}: |host - guest| = {diff:.2e}");
     }
 }
 
 #[test]
 fn demo_model_logits_match_onnxruntime() {
     let base = tiny_repo();
-    check_parity("hf-vit", &base, &base.join("1"));
+    check_both_paths("hf-vit", &base, &base.join("1"));
 }
 
 /// `../shared/models/vit-tiny-random-torch-export` is what optimum writes for
@@ -79,5 +100,5 @@ fn real_torch_export_serves_unchanged() {
     let base = repo.path().join("vit-export");
     std::fs::create_dir_all(&base).expect("mkdir");
     std::os::unix::fs::symlink(&export, base.join("1")).expect("symlink the export as version 1");
-    check_parity("vit-export", &base, &export);
+    check_both_paths("vit-export", &base, &export);
 }

@@ -10,8 +10,12 @@ use crate::support::*;
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let base = tiny_repo();
-    let mut server = Server::start("hf-vit", &base, &["--tensorflow_inter_op_parallelism=1"]);
-    // Large batches on one instance: the requests queue and take a while.
+    let mut server = Server::start(
+        "hf-vit",
+        &base,
+        &["--inference=guest", "--tensorflow_inter_op_parallelism=1"],
+    );
+    // Large batches on one guest instance: the requests queue and take a while.
     let body = json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 32]});
     let clients = predict_concurrently(&server, &body, 4);
     std::thread::sleep(Duration::from_millis(300));

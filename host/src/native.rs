@@ -1,0 +1,161 @@
+//! The host's native backend: each model version's graph loaded and
+//! optimised once with tract, shared by every instance of the version, run
+//! multi-threaded, directly or through the dynamic batcher.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tract_onnx::prelude::{Datum, Tensor};
+use vitrine_component::inference::{Classifier, Engine};
+use vitrine_component::service::LoadedModel;
+
+use crate::batching::{BatchScheduler, BatchingParameters, RunStats};
+
+/// Sets the threads one model run uses (`--tensorflow_intra_op_parallelism`,
+/// 0 = one per core). Process-wide: tract reads its default executor.
+pub fn set_intra_op_threads(threads: usize) -> usize {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if threads > 1 {
+        tract_linalg::multithread::set_default_executor(
+            tract_linalg::multithread::Executor::multithread_with_name(threads, "tract"),
+        );
+    }
+    threads
+}
+
+/// How the host runs models natively.
+#[derive(Debug, Clone)]
+pub struct NativeOptions {
+    /// `None`: every inference runs on its own, `runs_at_once` at a time.
+    pub batching: Option<BatchingParameters>,
+    pub runs_at_once: usize,
+}
+
+/// Why a native inference gave no logits; the wasi:nn layer turns these
+/// into its error codes.
+#[derive(Debug)]
+pub enum NativeError {
+    Invalid(String),
+    Overloaded(String),
+    Failed(String),
+}
+
+enum Runner {
+    Direct(Arc<Semaphore>),
+    Batched(BatchScheduler),
+}
+
+/// One model version, loaded natively.
+pub struct NativeModel {
+    classifier: Arc<Classifier>,
+    runner: Runner,
+    pub stats: Arc<RunStats>,
+}
+
+impl NativeModel {
+    /// Loads and optimises `dir`'s `model.onnx`, checked against its configs
+    /// exactly as the component checks it.
+    pub fn load(dir: &Path, name: &str, options: &NativeOptions) -> anyhow::Result<NativeModel> {
+        let loaded = LoadedModel::load(dir)?;
+        // Natively the component's engine is always tract.
+        let Engine::Tract(classifier) = loaded.engine;
+        let classifier = Arc::new(classifier);
+        let stats = Arc::new(RunStats::default());
+        let runner = match &options.batching {
+            Some(params) => Runner::Batched(
+                BatchScheduler::start(name, classifier.clone(), params.clone(), stats.clone())
+                    .context("cannot start the batcher")?,
+            ),
+            None => Runner::Direct(Arc::new(Semaphore::new(options.runs_at_once.max(1)))),
+        };
+        Ok(NativeModel {
+            classifier,
+            runner,
+            stats,
+        })
+    }
+
+    /// `[channels, height, width]` of one image.
+    pub fn image_shape(&self) -> [usize; 3] {
+        let c = &self.classifier;
+        [c.channels, c.height, c.width]
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.classifier.num_labels
+    }
+
+    pub fn batching(&self) -> bool {
+        matches!(self.runner, Runner::Batched(_))
+    }
+
+    /// Logits `[rows, num_labels]` for `input`: `rows` images of f32 pixels
+    /// as little-endian bytes.
+    pub async fn infer(&self, rows: usize, input: Vec<u8>) -> Result<Vec<f32>, NativeError> {
+        let row_bytes = self.classifier.image_len() * f32::datum_type().size_of();
+        if rows == 0 || input.len() != rows * row_bytes {
+            return Err(NativeError::Invalid(format!(
+                "expected {rows} images of {row_bytes} bytes, got {} bytes",
+                input.len()
+            )));
+        }
+        match &self.runner {
+            Runner::Direct(runs) => {
+                let _run = runs
+                    .acquire()
+                    .await
+                    .map_err(|e| NativeError::Failed(e.to_string()))?;
+                let classifier = self.classifier.clone();
+                let stats = self.stats.clone();
+                tokio::task::spawn_blocking(move || {
+                    let [c, h, w] = [classifier.channels, classifier.height, classifier.width];
+                    let mut tensor = Tensor::zero::<f32>(&[rows, c, h, w])?;
+                    tensor.as_bytes_mut().copy_from_slice(&input);
+                    drop(input);
+                    let logits = classifier.run_tensor(tensor)?;
+                    stats.record(rows);
+                    let slice = logits.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+                    anyhow::Ok(slice)
+                })
+                .await
+                .map_err(|e| NativeError::Failed(format!("inference thread failed: {e}")))?
+                .map_err(|e| NativeError::Failed(format!("{e:#}")))
+            }
+            Runner::Batched(scheduler) => {
+                // A request bigger than a batch is split, as TF Serving does
+                // with large batch splitting.
+                let max = scheduler.max_batch_size();
+                let mut pending = Vec::with_capacity(rows.div_ceil(max));
+                let mut rest = input;
+                let mut left = rows;
+                while left > 0 {
+                    let take = left.min(max);
+                    let tail = rest.split_off(take * row_bytes);
+                    let chunk = std::mem::replace(&mut rest, tail);
+                    let receiver = scheduler.submit(take, chunk).map_err(|full| {
+                        NativeError::Overloaded(format!(
+                            "the batch queue is full ({} batches waiting); retry shortly",
+                            full.max_enqueued_batches
+                        ))
+                    })?;
+                    pending.push(receiver);
+                    left -= take;
+                }
+                let mut logits = Vec::with_capacity(rows * self.num_labels());
+                for receiver in pending {
+                    let part = receiver
+                        .await
+                        .map_err(|_| NativeError::Failed("the batcher stopped".into()))?
+                        .map_err(NativeError::Failed)?;
+                    logits.extend_from_slice(&part);
+                }
+                Ok(logits)
+            }
+        }
+    }
+}
