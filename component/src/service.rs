@@ -154,7 +154,8 @@ pub struct Service {
 }
 
 /// Path the host uses to load the model and run one synthetic image before
-/// the version is marked AVAILABLE.
+/// the version is marked AVAILABLE. With `?run=0` it only loads: the host
+/// path's model is shared, so one instance's inference warms it for all.
 pub const WARMUP_PATH: &str = "/vitrine/warmup";
 
 impl Service {
@@ -186,8 +187,10 @@ impl Service {
     }
 
     fn route(&self, method: &str, path: &str, body: &[u8]) -> Result<Reply, ApiError> {
-        if path == WARMUP_PATH {
-            return self.warmup();
+        match path.split_once('?') {
+            Some((WARMUP_PATH, "run=0")) => return self.model().map(|_| ok(b"{}".to_vec())),
+            None if path == WARMUP_PATH => return self.warmup(),
+            _ => {}
         }
         let route = Route::parse(path)?;
         self.check_servable(&route)?;

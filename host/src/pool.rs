@@ -174,8 +174,10 @@ impl InstancePool {
             permits: Arc::new(Semaphore::new(size.max(1))),
             queued: AtomicUsize::new(0),
         });
-        for _ in 0..size.max(1) {
-            pool.add_warm_instance().await?;
+        for i in 0..size.max(1) {
+            // A graph lent by the host is shared: one inference warms it.
+            let infer = i == 0 || pool.servable.graph.is_none();
+            pool.add_warm_instance(infer).await?;
         }
         Ok(pool)
     }
@@ -223,11 +225,15 @@ impl InstancePool {
     }
 
     /// Instantiates, runs the warm-up request, and leaves the instance idle.
-    async fn add_warm_instance(self: &Arc<Self>) -> anyhow::Result<()> {
+    async fn add_warm_instance(self: &Arc<Self>, infer: bool) -> anyhow::Result<()> {
         let permit = self.permits.clone().acquire_owned().await?;
         let instance = self.instantiate().await?;
-        let req = hyper::Request::post("http://localhost/vitrine/warmup")
-            .body(Full::new(Bytes::new()))?;
+        let uri = if infer {
+            "http://localhost/vitrine/warmup"
+        } else {
+            "http://localhost/vitrine/warmup?run=0"
+        };
+        let req = hyper::Request::post(uri).body(Full::new(Bytes::new()))?;
         // A warm-up that traps is not replaced: the caller reports the failure
         // (a replacement would trap again, forever).
         let response = self
@@ -337,7 +343,7 @@ impl InstancePool {
     fn replace_instance(self: &Arc<Self>) {
         let pool = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = pool.add_warm_instance().await {
+            if let Err(e) = pool.add_warm_instance(pool.servable.graph.is_none()).await {
                 tracing::error!("cannot replace a discarded instance: {e:#}");
             }
         });

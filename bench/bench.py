@@ -1,0 +1,254 @@
+"""Vitrine's benchmark: runs in one go and writes BENCHMARKS.md.
+
+Same ViT-B/16 demo model file for every engine, same run, same machine:
+  - onnxruntime (Python) at 1 and 2 intra-op threads, bare model;
+  - tract native (`vitrine bench-native`), bare model;
+  - vitrine served over HTTP on loopback, driven by `oha` in its own
+    process: guest path, host path, host path with batching.
+Every figure is also given as a ratio to onnxruntime with 2 threads.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONCURRENCY = [1, 2, 8, 32]
+
+
+def say(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run_json(cmd, timeout):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{out.stderr[-3000:]}")
+    text = out.stdout.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(text.splitlines()[-1])
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return f"{cpu}, {os.cpu_count()} vCPUs, {mem / 2**20:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+class Server:
+    def __init__(self, vitrine, base, flags, log):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1/models/hf-vit:predict"
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [vitrine, "serve", "--rest_api_host=127.0.0.1", f"--rest_api_port={self.port}", "--port=0",
+             "--model_name=hf-vit", f"--model_base_path={base}", *flags],
+            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+    def first_predict(self, body, limit=600):
+        while time.perf_counter() - self.started < limit:
+            if self.proc.poll() is not None:
+                sys.exit(f"vitrine exited early; see {self.proc.args}")
+            try:
+                req = urllib.request.Request(self.url, data=body, headers={"content-type": "application/json"})
+                if urllib.request.urlopen(req, timeout=60).status == 200:
+                    return time.perf_counter() - self.started
+            except Exception:
+                time.sleep(0.05)
+        sys.exit("no successful predict within 10 minutes")
+
+    def stop(self):
+        rss = peak_rss_mb(self.proc.pid)
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        return rss
+
+
+def oha(oha_bin, url, body_file, c, n, timeout):
+    cmd = [oha_bin, "--no-tui", "--output-format", "json", "-n", str(n), "-c", str(c), "-m", "POST",
+           "-T", "application/json", "-D", str(body_file), url]
+    r = run_json(cmd, timeout)
+    codes = r.get("statusCodeDistribution", {})
+    ok = int(codes.get("200", 0))
+    lat = r.get("latencyPercentiles", {})
+    return {
+        "requests": n,
+        "ok": ok,
+        "errors": n - ok,
+        "images_per_s": r["summary"]["requestsPerSec"] * ok / max(n, 1),
+        "p50_ms": (lat.get("p50") or 0) * 1e3,
+        "p99_ms": (lat.get("p99") or 0) * 1e3,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vitrine", required=True)
+    ap.add_argument("--oha", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--quick", action="store_true", help="fewer requests, for trying the script")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    scale = 0.25 if args.quick else 1.0
+
+    base = work / "models/hf-vit"
+    model_dir = base / "1"
+    if not (model_dir / "model.onnx").is_file():
+        say("writing the ViT-B/16 demo model")
+        subprocess.run([args.vitrine, "demo-model", "--size", "base", "--out", model_dir], check=True)
+    model = model_dir / "model.onnx"
+    say("compiling the component once, so start-up times exclude Cranelift")
+    subprocess.run([args.vitrine, "compile"], check=True, capture_output=True)
+
+    image = ROOT.parent / "shared/images/coco_000000039769.jpg"
+    if not image.is_file():
+        candidates = sorted((ROOT.parent / "shared/images").glob("*.jpg"))
+        image = candidates[0] if candidates else None
+    if image is None:
+        from PIL import Image  # a stand-in photo-sized JPEG
+        image = work / "synthetic.jpg"
+        Image.effect_mandelbrot((640, 480), (-2, -1.2, 1, 1.2), 100).convert("RGB").save(image, quality=90)
+    import base64
+    body = json.dumps({"signature_name": "serving_default",
+                       "instances": [base64.urlsafe_b64encode(image.read_bytes()).decode()]}).encode()
+    body_file = work / "request.json"
+    body_file.write_bytes(body)
+
+    results = {"bare": [], "served": []}
+    iters = max(5, int(20 * scale))
+    for threads in (2, 1):
+        say(f"onnxruntime bare, {threads} thread(s)")
+        r = run_json([sys.executable, ROOT / "bench/ort_bare.py", "--model", model, "--threads", str(threads),
+                      "--iterations", str(iters), "--concurrency", *map(str, CONCURRENCY),
+                      "--per-client", str(max(1, int(4 * scale)))], 1800)
+        results["bare"].append(r)
+    for threads in (2, 1):
+        say(f"tract native bare, {threads} thread(s)")
+        r = run_json([args.vitrine, "bench-native", "--model", model_dir, "--threads", str(threads),
+                      "--iterations", str(iters)], 1800)
+        results["bare"].append(r)
+
+    configs = [
+        ("host path, batching", ["--inference=host", "--enable_batching"], 1.0),
+        ("host path", ["--inference=host"], 1.0),
+        ("guest path", ["--inference=guest"], 0.35),
+    ]
+    for label, flags, speed in configs:
+        say(f"vitrine {label}: starting")
+        server = Server(args.vitrine, base, flags, work / f"server-{label.replace(' ', '_').replace(',', '')}.log")
+        ready = server.first_predict(body)
+        say(f"vitrine {label}: first predict {ready:.1f} s after start")
+        runs = {}
+        for c in CONCURRENCY:
+            n = max(int(c * 3 * scale), int(30 * speed * scale), c)
+            say(f"vitrine {label}: oha -c {c} -n {n}")
+            runs[str(c)] = oha(args.oha, server.url, body_file, c, n, timeout=1800)
+        rss = server.stop()
+        results["served"].append({"path": label, "flags": flags, "first_predict_s": ready,
+                                  "peak_rss_mb": rss, "runs": runs})
+
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    write_report(Path(args.out), results)
+    say(f"wrote {args.out}")
+
+
+def fmt(x, unit=""):
+    return "-" if x is None else f"{x:.0f}{unit}" if x >= 100 else f"{x:.1f}{unit}" if x >= 10 else f"{x:.2f}{unit}"
+
+
+def write_report(out, results):
+    ref = next(r for r in results["bare"] if r["engine"].startswith("onnxruntime") and r["threads"] == 2)
+    ref_p50 = ref["p50_ms"]
+    ref_tp = ref["images_per_s"]
+    tract2 = next(r for r in results["bare"] if r["engine"] == "tract native" and r["threads"] == 2)
+    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `./bench.sh` (bench/bench.py); do not edit by hand — notes below come from `bench/NOTES.md`.",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit `{rev}`",
+        f"- Machine: {machine()}",
+        "- Model: the ViT-B/16 demo model (google/vit-base-patch16-224's architecture, seeded random weights), fp32, one `model.onnx` file for every engine.",
+        "- Served runs: the blog's request (one COCO JPEG, URL-safe base64 in JSON) to `POST /v1/models/hf-vit:predict`, sent by `oha` from its own process over loopback, bounded by request count (and a time limit).",
+        "- Ratios: against bare onnxruntime with 2 intra-op threads. For latency lower is better; for throughput higher is better.",
+        "",
+        "## Bare model (no server, no image decoding), batch 1",
+        "",
+        "| engine | threads | p50 ms | p99 ms | p50 ratio | img/s c=1 | img/s c=8 | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["bare"]:
+        tp = r["images_per_s"]
+        c1 = tp.get("1") if isinstance(tp, dict) else tp
+        c8 = tp.get("8") if isinstance(tp, dict) else None
+        lines.append(f"| {r['engine']} | {r['threads']} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                     f"{r['p50_ms'] / ref_p50:.2f}x | {fmt(c1)} | {fmt(c8)} | {fmt(r['peak_rss_mb'])} |")
+    lines += [
+        "",
+        "## Served end to end over HTTP (decode, preprocess, inference, postprocess, JSON)",
+        "",
+        "| path | p50 ms c=1 | p99 ms c=1 | p50 ratio | " + " | ".join(f"img/s c={c}" for c in CONCURRENCY)
+        + " | errors | peak RSS MB | start to first predict s |",
+        "|---" * (7 + len(CONCURRENCY)) + "|",
+    ]
+    for s in results["served"]:
+        r1 = s["runs"]["1"]
+        tps = " | ".join(f"{fmt(s['runs'][str(c)]['images_per_s'])} ({s['runs'][str(c)]['images_per_s'] / ref_tp[str(c)]:.2f}x)" for c in CONCURRENCY)
+        errors = sum(r["errors"] for r in s["runs"].values())
+        lines.append(f"| {s['path']} (`{' '.join(s['flags'])}`) | {fmt(r1['p50_ms'])} | {fmt(r1['p99_ms'])} | "
+                     f"{r1['p50_ms'] / ref_p50:.2f}x | {tps} | {errors} | {fmt(s['peak_rss_mb'])} | {s['first_predict_s']:.1f} |")
+    lines += ["", "Throughput ratios in brackets are against bare onnxruntime (2 threads) at the same concurrency.", ""]
+
+    def served(label):
+        return next(s for s in results["served"] if s["path"] == label)
+    host, batched, guest = served("host path"), served("host path, batching"), served("guest path")
+    t1 = host["runs"]["1"]["p50_ms"] / ref_p50
+    t2 = batched["runs"]["8"]["images_per_s"] / ref_tp["8"]
+    t3 = guest["runs"]["1"]["p50_ms"] / tract2["p50_ms"]
+    verdict = lambda ok: "met" if ok else "MISSED"
+    lines += [
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| host path at c=1 within 1.1x of bare onnxruntime (2 threads) | {t1:.2f}x | {verdict(t1 <= 1.1)} |",
+        f"| host path with batching at c=8: throughput at least onnxruntime's | {t2:.2f}x | {verdict(t2 >= 1.0)} |",
+        f"| guest path within 2x of tract native (2 threads) | {t3:.2f}x | {verdict(t3 <= 2.0)} |",
+        "",
+    ]
+    notes = ROOT / "bench/NOTES.md"
+    if notes.is_file():
+        lines += [notes.read_text().rstrip(), ""]
+    lines += ["## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
+    out.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
