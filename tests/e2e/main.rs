@@ -7,6 +7,7 @@ mod batching;
 mod budgets;
 mod deploy;
 mod errors;
+mod overload;
 mod parity;
 mod predict;
 mod shutdown;
