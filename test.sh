@@ -12,7 +12,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 
-if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers, kubernetes_validate' 2>/dev/null; then
+if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers, kubernetes_validate, grpc, grpc_tools, grpc_health, tritonclient.http, prometheus_client' 2>/dev/null; then
     step "creating .venv with the Python reference (tests/requirements.txt)"
     python3 -m venv .venv
     .venv/bin/pip install --disable-pip-version-check --progress-bar off -r tests/requirements.txt

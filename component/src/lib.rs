@@ -8,11 +8,13 @@
 //! - [`inference`]: load and run the ONNX model with tract.
 //! - [`postprocess`]: softmax, top-k and labels.
 //! - [`api`]: TF Serving's REST routes, request and reply shapes.
+//! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
 //! - [`service`]: the handler tying them together.
 
 pub mod api;
 pub mod config;
 pub mod inference;
+pub mod kserve;
 pub mod postprocess;
 pub mod preprocess;
 pub mod service;

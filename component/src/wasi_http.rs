@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
-use crate::service::{Service, ServiceConfig};
+use crate::kserve::HEADER_LENGTH;
+use crate::service::{BATCH_SIZE_HEADER, Service, ServiceConfig};
 
 /// One service per instance: the model is loaded by the first request and
 /// reused by every later one the instance serves.
@@ -18,13 +19,24 @@ fn service() -> &'static Service {
 async fn handle(req: IncomingRequest) -> Response {
     let method = req.method().to_string();
     let path = req.path_with_query().unwrap_or_default();
+    let header_length = req
+        .headers()
+        .get(&HEADER_LENGTH.to_string())
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
     let reply = match req.into_body().await {
-        Ok(body) => service().handle(&method, &path, &body),
+        Ok(body) => service().respond(&method, &path, header_length, &body),
         Err(e) => crate::api::ApiError::invalid(format!("cannot read request body: {e}")).into(),
     };
-    Response::builder()
+    let mut response = Response::builder();
+    response
         .status(reply.status)
-        .header("content-type", "application/json")
-        .body(reply.body)
-        .build()
+        .header("content-type", reply.content_type);
+    if let Some(n) = reply.header_length {
+        response.header(HEADER_LENGTH, n.to_string());
+    }
+    if let Some(n) = reply.batch_size {
+        response.header(BATCH_SIZE_HEADER, n.to_string());
+    }
+    response.body(reply.body).build()
 }

@@ -6,15 +6,23 @@
 //! - [`repository`]: finds model versions under `<base>/<name>/<version>/`.
 //! - [`engine`]: wasmtime setup and the compiled-component cache.
 //! - [`pool`]: warm component instances that answer requests.
-//! - [`rest`]: the HTTP front end.
+//! - [`routing`]: the one core every front end resolves and calls through.
+//! - [`rest`]: TF Serving's REST API.
+//! - [`kserve`]: KServe's v2 inference protocol on the REST port.
+//! - [`grpc`]: TF Serving's gRPC API and gRPC health.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`demo`]: the bundled demo model.
 
 mod cli;
 mod demo;
 mod engine;
+mod grpc;
+mod kserve;
+mod metrics;
 mod pool;
 mod repository;
 mod rest;
+mod routing;
 mod server;
 
 use clap::Parser;
