@@ -172,8 +172,14 @@ fn grpc_without_an_available_version_is_unavailable() {
     loop {
         assert!(std::time::Instant::now() < deadline, "{}", server.log());
         assert!(server.alive(), "{}", server.log());
-        let (_, status) = server.get("/v1/models/hf-vit");
-        if status["model_version_status"][0]["state"] == "END" {
+        // Connections are refused until the server listens.
+        let state = client()
+            .get(server.url("/v1/models/hf-vit"))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .map(|v| v["model_version_status"][0]["state"].clone());
+        if state == Some(Value::from("END")) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
