@@ -18,5 +18,12 @@ if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers, kubernet
     .venv/bin/pip install --disable-pip-version-check --progress-bar off -r tests/requirements.txt
 fi
 
+# TF Serving's official Python stubs, without the TensorFlow they depend on
+# only for TensorFlow's own protos (the test supplies those from host/proto).
+if ! .venv/bin/python -c 'import tensorflow_serving.apis' 2>/dev/null; then
+    step "installing tensorflow-serving-api (without TensorFlow) into .venv"
+    .venv/bin/pip install --disable-pip-version-check --progress-bar off --no-deps tensorflow-serving-api
+fi
+
 step "building and running the tests (a cold build of wasmtime and tract takes about 25 minutes on 2 cores)"
 cargo test --release --workspace "$@"

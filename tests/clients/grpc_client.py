@@ -22,37 +22,47 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "host" / "proto"
 
 
-def generate_stubs():
-    """Compiles every .proto under host/proto into a temp dir on sys.path."""
+def generate_stubs(under=("",)):
+    """Compiles the .proto files in host/proto's folders `under` into a temp dir at
+    the front of sys.path, as regular packages: they shadow any installed
+    package of the same name (such as tensorflow-serving-api's)."""
     from grpc_tools import protoc
     import importlib.resources
 
-    out = tempfile.mkdtemp(prefix="vitrine-stubs-")
+    out = pathlib.Path(tempfile.mkdtemp(prefix="vitrine-stubs-"))
     well_known = str(importlib.resources.files("grpc_tools") / "_proto")
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    protos = sorted(str(p.relative_to(PROTO_ROOT))
+                    for folder in under for p in (PROTO_ROOT / folder).rglob("*.proto"))
     code = protoc.main(
         ["protoc", f"-I{PROTO_ROOT}", f"-I{well_known}", f"--python_out={out}",
          f"--grpc_python_out={out}", *protos]
     )
     if code != 0:
         sys.exit(f"grpcio-tools could not compile {PROTO_ROOT}")
-    sys.path.insert(0, out)
+    for folder in [p for p in out.rglob("*") if p.is_dir()]:
+        (folder / "__init__.py").touch()
+    sys.path.insert(0, str(out))
 
 
-generate_stubs()
-
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # noqa: E402
-from tensorflow.core.example import example_pb2, feature_pb2  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    input_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
+def import_stubs():
+    """Imports the message and service modules: ours after generate_stubs(),
+    or tensorflow-serving-api's when only TensorFlow's protos were generated."""
+    global tensor_pb2, tensor_shape_pb2, types_pb2, example_pb2, feature_pb2
+    global classification_pb2, get_model_metadata_pb2, get_model_status_pb2, input_pb2
+    global model_management_pb2, model_service_pb2_grpc, predict_pb2
+    global prediction_service_pb2_grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow.core.example import example_pb2, feature_pb2
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        input_pb2,
+        model_management_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
 
 
 def string_tensor(items):
@@ -248,6 +258,8 @@ def main():
     parser.add_argument("--too-large", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
+    generate_stubs()
+    import_stubs()
     # The client's own limits well above the server's, so the server decides.
     options = [("grpc.max_send_message_length", 256 << 20),
                ("grpc.max_receive_message_length", 256 << 20)]

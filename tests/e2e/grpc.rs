@@ -123,6 +123,43 @@ fn grpc_client_predicts_like_rest_and_gets_canonical_errors() {
     assert_eq!(result["predict_after"], result["predict"]["outputs"]);
 }
 
+/// TF Serving's official Python stubs (tensorflow-serving-api, installed
+/// without TensorFlow by test.sh) get the same answers as our own stubs:
+/// package names, field numbers and method paths match TF Serving's.
+#[test]
+fn official_tensorflow_serving_api_stubs_interoperate() {
+    let base = tiny_repo();
+    let server = Server::start_with_grpc("hf-vit", &base, &[]);
+    let result = run_client(
+        "official_client.py",
+        &[
+            "--addr".into(),
+            server.grpc_addr(),
+            "--image".into(),
+            coco_jpeg().display().to_string(),
+        ],
+    );
+    assert!(
+        result["official_package"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("site-packages"),
+        "{result}"
+    );
+    let (status, rest) = server.predict(&blog_request(&coco_jpeg()));
+    assert_eq!(status, 200, "{rest}");
+    let outputs = &result["predict"]["outputs"];
+    assert_eq!(outputs["label"]["values"][0], rest["predictions"][0]["label"], "{result}");
+    assert_eq!(result["predict"]["model_spec"]["version"], 1);
+    assert_eq!(result["status"][0]["state"], "AVAILABLE");
+    assert_eq!(result["metadata"]["inputs"]["string_input"], "DT_STRING");
+    assert_eq!(result["classify"][0][0][0], rest["predictions"][0]["label"]);
+    assert_eq!(code(&result, "unknown label").0, "NOT_FOUND");
+    assert_eq!(code(&result, "not an image").0, "INVALID_ARGUMENT");
+    // Declared by TF Serving, not by a ViT classifier.
+    assert_eq!(result["regress"][0], "UNIMPLEMENTED");
+}
+
 /// A full queue is RESOURCE_EXHAUSTED, not a hang or a generic error.
 #[test]
 fn grpc_overload_is_resource_exhausted() {
