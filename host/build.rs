@@ -29,9 +29,8 @@ fn compile_protos() {
         "tensorflow_serving/apis/prediction_service.proto",
         "tensorflow_serving/apis/model_service.proto",
     ];
-    let descriptors = protox::compile(services, [&root]).unwrap_or_else(|e| {
-        panic!("the protos under {} do not compile: {e:?}", root.display())
-    });
+    let descriptors = protox::compile(services, [&root])
+        .unwrap_or_else(|e| panic!("the protos under {} do not compile: {e:?}", root.display()));
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)

@@ -94,9 +94,11 @@ impl V2Route {
         }
         let version = match version {
             None => VersionSelector::Latest,
-            Some(v) => VersionSelector::Number(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(
-                || ApiError::invalid(format!("version must be a positive integer, got {v:?}")),
-            )?),
+            Some(v) => {
+                VersionSelector::Number(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(
+                    || ApiError::invalid(format!("version must be a positive integer, got {v:?}")),
+                )?)
+            }
         };
         Ok(V2Route::Model {
             model: model.to_string(),
@@ -260,7 +262,10 @@ fn parse_input<'a>(
     binary: &mut &'a [u8],
     limits: &RequestLimits,
 ) -> Result<Input<'a>, ApiError> {
-    let name = input.get("name").and_then(Value::as_str).unwrap_or_default();
+    let name = input
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let datatype = input
         .get("datatype")
         .and_then(Value::as_str)
@@ -282,7 +287,11 @@ fn parse_input<'a>(
     let shape: Vec<usize> = input
         .get("shape")
         .and_then(Value::as_array)
-        .and_then(|dims| dims.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+        .and_then(|dims| {
+            dims.iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        })
         .ok_or_else(|| {
             ApiError::invalid(format!(
                 "input {name} needs a \"shape\": a list of non-negative integers"
@@ -342,9 +351,9 @@ fn parse_input<'a>(
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        crate::api::decode_base64(s)
-                            .map(Cow::Owned)
-                            .map_err(|e| ApiError::invalid(format!("{name} element {i}: {}", e.message)))
+                        crate::api::decode_base64(s).map(Cow::Owned).map_err(|e| {
+                            ApiError::invalid(format!("{name} element {i}: {}", e.message))
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
@@ -493,7 +502,9 @@ pub fn handle(
                 ModelAction::Ready => {
                     get_only(method)?;
                     service.model()?;
-                    Ok(json_reply(&json!({"name": config.model_name, "ready": true})))
+                    Ok(json_reply(
+                        &json!({"name": config.model_name, "ready": true}),
+                    ))
                 }
                 ModelAction::Infer => {
                     if method != "POST" {
@@ -518,9 +529,7 @@ fn metadata(service: &Service) -> Result<Value, ApiError> {
     let config = service.config();
     let model = service.model()?;
     let c = &model.classifier;
-    let tensor = |name: &str, datatype: &str, shape: Value| {
-        json!({"name": name, "datatype": datatype, "shape": shape})
-    };
+    let tensor = |name: &str, datatype: &str, shape: Value| json!({"name": name, "datatype": datatype, "shape": shape});
     Ok(json!({
         "name": config.model_name,
         "versions": [config.version.to_string()],
@@ -547,13 +556,8 @@ pub fn infer(service: &Service, req: InferRequest<'_>) -> Result<Reply, ApiError
         Input::Images(images) => {
             let mut pixels = vec![0f32; len * images.len()];
             for (i, (bytes, row)) in images.iter().zip(pixels.chunks_exact_mut(len)).enumerate() {
-                preprocess::preprocess_into(
-                    bytes,
-                    &model.preprocessor,
-                    &config.decode_limits,
-                    row,
-                )
-                .map_err(|e| ApiError::invalid(format!("{INPUT_NAME} element {i}: {e}")))?;
+                preprocess::preprocess_into(bytes, &model.preprocessor, &config.decode_limits, row)
+                    .map_err(|e| ApiError::invalid(format!("{INPUT_NAME} element {i}: {e}")))?;
             }
             (images.len(), pixels)
         }
@@ -582,7 +586,12 @@ pub fn infer(service: &Service, req: InferRequest<'_>) -> Result<Reply, ApiError
     let labels = &model.config.id2label;
     let best: Vec<(usize, f32)> = probs
         .iter()
-        .map(|p| postprocess::top_k(p, 1).first().copied().unwrap_or((0, 0.0)))
+        .map(|p| {
+            postprocess::top_k(p, 1)
+                .first()
+                .copied()
+                .unwrap_or((0, 0.0))
+        })
         .collect();
 
     let mut rendered = Vec::with_capacity(req.outputs.len());
@@ -652,8 +661,14 @@ pub fn infer(service: &Service, req: InferRequest<'_>) -> Result<Reply, ApiError
 }
 
 enum Tensor<'a> {
-    Bytes { shape: Vec<usize>, items: Vec<String> },
-    Fp32 { shape: Vec<usize>, values: Cow<'a, [f32]> },
+    Bytes {
+        shape: Vec<usize>,
+        items: Vec<String>,
+    },
+    Fp32 {
+        shape: Vec<usize>,
+        values: Cow<'a, [f32]>,
+    },
 }
 
 impl Tensor<'_> {
@@ -715,7 +730,9 @@ mod tests {
             }
         );
         assert_eq!(
-            V2Route::parse("/v2/models/m/versions/x").unwrap_err().status,
+            V2Route::parse("/v2/models/m/versions/x")
+                .unwrap_err()
+                .status,
             400
         );
         assert_eq!(V2Route::parse("/v2/models/m/x/y").unwrap_err().status, 404);
@@ -748,7 +765,10 @@ mod tests {
         };
         assert_eq!(images.len(), 3);
         assert_eq!(&*images[2], b"three");
-        assert!(matches!(images[0], Cow::Borrowed(_)), "binary data is not copied");
+        assert!(
+            matches!(images[0], Cow::Borrowed(_)),
+            "binary data is not copied"
+        );
         assert_eq!(
             req.outputs,
             vec![RequestedOutput {

@@ -77,7 +77,9 @@ pub async fn serve(
     .max_encoding_message_size(max_message_bytes);
     let models = ModelServiceServer::new(Models { registry });
     let result = tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(oversized_is_resource_exhausted))
+        .layer(tower::util::MapResponseLayer::new(
+            oversized_is_resource_exhausted,
+        ))
         .add_service(health)
         .add_service(predictions)
         .add_service(models)
@@ -97,9 +99,11 @@ fn oversized_is_resource_exhausted<B>(
 ) -> axum::http::Response<B> {
     let headers = response.headers_mut();
     let oversized = headers.get("grpc-status").is_some_and(|s| s == "11")
-        && headers
-            .get("grpc-message")
-            .is_some_and(|m| m.as_bytes().windows(9).any(|w| w == b"too%20lar" || w == b"too large"));
+        && headers.get("grpc-message").is_some_and(|m| {
+            m.as_bytes()
+                .windows(9)
+                .any(|w| w == b"too%20lar" || w == b"too large")
+        });
     if oversized {
         headers.insert("grpc-status", HeaderValue::from_static("8"));
         headers.insert(
@@ -326,7 +330,12 @@ enum OutputValue {
 
 /// Splits a binary v2 infer reply into its outputs.
 fn v2_outputs(headers: &HeaderMap, body: &[u8]) -> Result<Vec<V2Output>, Failure> {
-    let broken = |why: String| Failure::new(Code::Internal, format!("the model's reply is malformed: {why}"));
+    let broken = |why: String| {
+        Failure::new(
+            Code::Internal,
+            format!("the model's reply is malformed: {why}"),
+        )
+    };
     let header_len = headers
         .get(HEADER_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
@@ -347,7 +356,8 @@ fn v2_outputs(headers: &HeaderMap, body: &[u8]) -> Result<Vec<V2Output>, Failure
                 .unwrap_or_default();
             let size = o["parameters"]["binary_data_size"]
                 .as_u64()
-                .ok_or_else(|| broken(format!("{name} is not binary")))? as usize;
+                .ok_or_else(|| broken(format!("{name} is not binary")))?
+                as usize;
             if size > binary.len() {
                 return Err(broken(format!("{name} is truncated")));
             }
@@ -531,9 +541,7 @@ impl PredictionService for Predictions {
         )
         .await
         .map_err(|f| f.grpc())?;
-        let (_, body) = routing::read_reply(response)
-            .await
-            .map_err(|f| f.grpc())?;
+        let (_, body) = routing::read_reply(response).await.map_err(|f| f.grpc())?;
         let metadata: Value = serde_json::from_slice(&body)
             .map_err(|e| Status::internal(format!("the model's metadata is not JSON: {e}")))?;
         let signatures = signature_def_map(&metadata["metadata"]["signature_def"]["signature_def"]);
@@ -684,8 +692,7 @@ impl ModelService for Models {
     ) -> Result<Response<GetModelStatusResponse>, Status> {
         let req = request.into_inner();
         let (model, selector) = target(req.model_spec.as_ref())?;
-        let statuses =
-            routing::status(&self.registry, &model, &selector).map_err(|f| f.grpc())?;
+        let statuses = routing::status(&self.registry, &model, &selector).map_err(|f| f.grpc())?;
         use tfs::model_version_status::State;
         let model_version_status = statuses
             .into_iter()
@@ -748,16 +755,16 @@ mod tests {
             target(Some(&spec(Some(VersionLabel("stable".into())), ""))).unwrap(),
             ("m".into(), VersionSelector::Label("stable".into()))
         );
-        for bad in [
-            spec(Some(Version(0)), ""),
-            spec(None, "classify_images"),
-        ] {
+        for bad in [spec(Some(Version(0)), ""), spec(None, "classify_images")] {
             assert_eq!(
                 target(Some(&bad)).unwrap_err().code(),
                 tonic::Code::InvalidArgument
             );
         }
-        assert_eq!(target(None).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            target(None).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 
     fn string_tensor(items: &[&[u8]], dims: &[i64]) -> TensorProto {
@@ -792,16 +799,15 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        let req = kserve::InferRequest::parse(
-            &forward.body,
-            Some(header_len),
-            &Default::default(),
-        )
-        .expect("the component accepts it");
+        let req = kserve::InferRequest::parse(&forward.body, Some(header_len), &Default::default())
+            .expect("the component accepts it");
         let kserve::Input::Images(images) = req.input else {
             panic!("images expected")
         };
-        assert_eq!(images.iter().map(|i| &**i).collect::<Vec<_>>(), [b"jpeg-1", b"jpeg-2"]);
+        assert_eq!(
+            images.iter().map(|i| &**i).collect::<Vec<_>>(),
+            [b"jpeg-1", b"jpeg-2"]
+        );
 
         let bad = [
             HashMap::new(),

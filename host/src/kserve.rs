@@ -102,8 +102,7 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, Failure> 
                 None
             };
             let (parts, body) = req.into_parts();
-            let body =
-                routing::read_body(&parts.headers, body, registry.max_request_bytes).await?;
+            let body = routing::read_body(&parts.headers, body, registry.max_request_bytes).await?;
             let forward = Forward {
                 method: parts.method,
                 headers: parts.headers,

@@ -17,8 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::extract::State;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
 
 use crate::routing::Api;
@@ -64,11 +63,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("valid metric");
     let batch_size = HistogramVec::new(
-        HistogramOpts::new(
-            "vitrine_batch_size",
-            "Images per model execution",
-        )
-        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        HistogramOpts::new("vitrine_batch_size", "Images per model execution")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
         &VERSION_LABELS,
     )
     .expect("valid metric");
@@ -122,7 +118,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(busy.clone()),
         Box::new(queue_depth.clone()),
     ] {
-        registry.register(collector).expect("metric names are unique");
+        registry
+            .register(collector)
+            .expect("metric names are unique");
     }
     Metrics {
         registry,
@@ -251,9 +249,8 @@ impl Monitoring {
         let Some(file) = file else {
             return Ok(Monitoring::default());
         };
-        let text = std::fs::read_to_string(file).with_context(|| {
-            format!("cannot read the monitoring config {}", file.display())
-        })?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the monitoring config {}", file.display()))?;
         Monitoring::parse(&text).with_context(|| {
             format!(
                 "{} is not a valid monitoring config; expected e.g. prometheus_config {{ enable: true, path: \"{DEFAULT_PATH}\" }}",
@@ -307,7 +304,9 @@ impl Monitoring {
                             .with_context(|| format!("path must be a quoted string, got {value}"))?
                             .to_string();
                     }
-                    other => bail!("unknown prometheus_config field {other:?}; expected enable or path"),
+                    other => {
+                        bail!("unknown prometheus_config field {other:?}; expected enable or path")
+                    }
                 }
             }
         }

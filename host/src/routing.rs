@@ -326,7 +326,11 @@ pub async fn call(
     Ok((resolved, response))
 }
 
-async fn send(resolved: &Resolved, path: String, forward: Forward) -> Result<pool::Response, Failure> {
+async fn send(
+    resolved: &Resolved,
+    path: String,
+    forward: Forward,
+) -> Result<pool::Response, Failure> {
     let mut request = hyper::Request::builder()
         .method(forward.method)
         .uri(format!("http://localhost{path}"));
@@ -369,7 +373,12 @@ pub async fn read_reply(response: pool::Response) -> Result<(HeaderMap, Bytes), 
     let body = body
         .collect()
         .await
-        .map_err(|e| Failure::new(Code::Internal, format!("cannot read the model's reply: {e}")))?
+        .map_err(|e| {
+            Failure::new(
+                Code::Internal,
+                format!("cannot read the model's reply: {e}"),
+            )
+        })?
         .to_bytes();
     if parts.status.is_success() {
         return Ok((parts.headers, body));
@@ -437,10 +446,7 @@ mod tests {
         let e = resolve(&registry, "other", &VersionSelector::Latest)
             .err()
             .expect("refused");
-        assert_eq!(
-            e.message,
-            "Servable not found for request: Latest(other)"
-        );
+        assert_eq!(e.message, "Servable not found for request: Latest(other)");
         assert_eq!(
             status(&registry, "m", &VersionSelector::Number(3))
                 .expect_err("no versions")

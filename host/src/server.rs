@@ -176,7 +176,10 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
                 args.rest_api_port
             )
         })?;
-    tracing::info!("REST API and KServe v2 listening on {}", listener.local_addr()?);
+    tracing::info!(
+        "REST API and KServe v2 listening on {}",
+        listener.local_addr()?
+    );
     let grpc_listener = match args.grpc_port {
         0 => None,
         port => {

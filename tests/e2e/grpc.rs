@@ -68,7 +68,10 @@ fn grpc_client_predicts_like_rest_and_gets_canonical_errors() {
     let batch = &result["predict_batch"];
     assert_eq!(batch["label"]["values"][1], rest["label"], "{result}");
     assert!(batch.get("confidence").is_none(), "filtered out: {batch}");
-    assert_eq!(batch["probabilities"]["shape"], serde_json::json!([2, 1000]));
+    assert_eq!(
+        batch["probabilities"]["shape"],
+        serde_json::json!([2, 1000])
+    );
     let probs = floats(&batch["probabilities"]["values"]);
     assert!((probs[..1000].iter().sum::<f32>() - 1.0).abs() < 1e-3);
 
@@ -103,17 +106,37 @@ fn grpc_client_predicts_like_rest_and_gets_canonical_errors() {
 
     for (case, want, text) in [
         ("not an image", "INVALID_ARGUMENT", "string_input element 0"),
-        ("truncated image", "INVALID_ARGUMENT", "string_input element 0"),
-        ("wrong input name", "INVALID_ARGUMENT", "alias not found in signature: images"),
+        (
+            "truncated image",
+            "INVALID_ARGUMENT",
+            "string_input element 0",
+        ),
+        (
+            "wrong input name",
+            "INVALID_ARGUMENT",
+            "alias not found in signature: images",
+        ),
         ("wrong dtype", "INVALID_ARGUMENT", "must be DT_STRING"),
-        ("wrong signature", "INVALID_ARGUMENT", "not found in signature def"),
+        (
+            "wrong signature",
+            "INVALID_ARGUMENT",
+            "not found in signature def",
+        ),
         ("unknown output", "INVALID_ARGUMENT", "logits"),
         ("unknown model", "NOT_FOUND", "Latest(resnet)"),
         ("unknown version", "NOT_FOUND", "Specific(hf-vit, 7)"),
         ("unknown label", "NOT_FOUND", "no version label \"stable\""),
         ("status of unknown model", "NOT_FOUND", "resnet"),
-        ("metadata without field", "INVALID_ARGUMENT", "metadata_field"),
-        ("too large", "RESOURCE_EXHAUSTED", "--grpc_max_message_bytes"),
+        (
+            "metadata without field",
+            "INVALID_ARGUMENT",
+            "metadata_field",
+        ),
+        (
+            "too large",
+            "RESOURCE_EXHAUSTED",
+            "--grpc_max_message_bytes",
+        ),
         ("reload config", "UNIMPLEMENTED", "not supported"),
     ] {
         let (got, details) = code(&result, case);
@@ -149,7 +172,10 @@ fn official_tensorflow_serving_api_stubs_interoperate() {
     let (status, rest) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{rest}");
     let outputs = &result["predict"]["outputs"];
-    assert_eq!(outputs["label"]["values"][0], rest["predictions"][0]["label"], "{result}");
+    assert_eq!(
+        outputs["label"]["values"][0], rest["predictions"][0]["label"],
+        "{result}"
+    );
     assert_eq!(result["predict"]["model_spec"]["version"], 1);
     assert_eq!(result["status"][0]["state"], "AVAILABLE");
     assert_eq!(result["metadata"]["inputs"]["string_input"], "DT_STRING");
@@ -193,7 +219,9 @@ fn grpc_overload_is_resource_exhausted() {
     assert!(codes.contains(&"OK"), "{result}");
     assert!(codes.contains(&"RESOURCE_EXHAUSTED"), "{result}");
     assert!(
-        codes.iter().all(|c| *c == "OK" || *c == "RESOURCE_EXHAUSTED"),
+        codes
+            .iter()
+            .all(|c| *c == "OK" || *c == "RESOURCE_EXHAUSTED"),
         "{result}"
     );
 }

@@ -24,7 +24,9 @@ fn tritonclient_infers_like_rest_v1() {
     let (status, rest) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{rest}");
     let label = &rest["predictions"][0]["label"];
-    let confidence = rest["predictions"][0]["confidence"].as_f64().expect("number") as f32;
+    let confidence = rest["predictions"][0]["confidence"]
+        .as_f64()
+        .expect("number") as f32;
 
     for probe in ["live", "ready", "model_ready", "version_ready"] {
         assert_eq!(result[probe], true, "{probe}: {result}");
@@ -57,7 +59,11 @@ fn tritonclient_infers_like_rest_v1() {
     assert_eq!(result["binary_response"]["model_version"], "1");
 
     for case in ["json", "pixels_binary", "pixels_json"] {
-        assert_eq!(result[case]["label"]["values"], json!([label]), "{case}: {result}");
+        assert_eq!(
+            result[case]["label"]["values"],
+            json!([label]),
+            "{case}: {result}"
+        );
         let c = floats(&result[case]["confidence"]["values"])[0];
         assert!((c - confidence).abs() < 1e-5, "{case}: {c} vs {confidence}");
     }

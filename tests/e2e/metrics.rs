@@ -45,7 +45,10 @@ fn metrics_count_requests_of_every_api() {
 
     let m = scrape(&server, "/monitoring/prometheus/metrics");
     assert!(
-        m["content_type"].as_str().unwrap_or_default().starts_with("text/plain"),
+        m["content_type"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("text/plain"),
         "{m}"
     );
     let ok_v1 = json!({"model": "hf-vit", "version": "1", "api": "rest_v1", "status": "OK"});
@@ -102,7 +105,12 @@ fn metrics_count_requests_of_every_api() {
     // Batch sizes: N requests of 1 image and one of 2 (a failed request runs no batch).
     let version = json!({"model": "hf-vit", "version": "1"});
     assert_eq!(
-        sample(&m, "vitrine_batch_size", "vitrine_batch_size_count", &version),
+        sample(
+            &m,
+            "vitrine_batch_size",
+            "vitrine_batch_size_count",
+            &version
+        ),
         Some(N as f64 + 1.0),
         "{m}"
     );
@@ -119,16 +127,25 @@ fn metrics_count_requests_of_every_api() {
         ),
         Some(1.0)
     );
-    let load = sample(&m, "vitrine_model_load_seconds", "vitrine_model_load_seconds", &version)
-        .expect("load time");
+    let load = sample(
+        &m,
+        "vitrine_model_load_seconds",
+        "vitrine_model_load_seconds",
+        &version,
+    )
+    .expect("load time");
     assert!(load > 0.0);
-    let instances = sample(&m, "vitrine_instances", "vitrine_instances", &version).expect("pool size");
+    let instances =
+        sample(&m, "vitrine_instances", "vitrine_instances", &version).expect("pool size");
     assert!(instances >= 1.0);
     assert_eq!(
         sample(&m, "vitrine_queue_depth", "vitrine_queue_depth", &version),
         Some(0.0)
     );
-    assert_eq!(m["families"]["vitrine_request_duration_seconds"]["type"], "histogram");
+    assert_eq!(
+        m["families"]["vitrine_request_duration_seconds"]["type"],
+        "histogram"
+    );
 }
 
 #[test]
