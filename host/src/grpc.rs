@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
@@ -437,34 +437,53 @@ pub struct Predictions {
     registry: Arc<Registry>,
 }
 
+impl Predictions {
+    /// Counts a request whose input could not be encoded for the model.
+    fn refused(&self, model: &str, started: Instant) {
+        routing::record_refused(
+            &self.registry,
+            Api::Grpc,
+            model,
+            Code::InvalidArgument,
+            started,
+        );
+    }
+}
+
+/// A PredictRequest's input and output filter as a binary v2 request.
+fn predict_request(req: &PredictRequest) -> Result<Forward, Status> {
+    let outputs: Vec<(&str, Option<usize>)> = if req.output_filter.is_empty() {
+        vec![(LABEL, None), (CONFIDENCE, None)]
+    } else {
+        req.output_filter
+            .iter()
+            .map(|name| {
+                OUTPUTS
+                    .into_iter()
+                    .find(|o| o == name)
+                    .map(|o| (o, None))
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "output tensor alias not found in signature: {name}. Outputs expected to be in the set {{{}}}",
+                            OUTPUTS.join(",")
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    Ok(predict_input(&req.inputs)?.into_request(&outputs))
+}
+
 #[tonic::async_trait]
 impl PredictionService for Predictions {
     async fn predict(
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
+        let started = Instant::now();
         let req = request.into_inner();
         let (model, selector) = target(req.model_spec.as_ref())?;
-        let outputs: Vec<(&str, Option<usize>)> = if req.output_filter.is_empty() {
-            vec![(LABEL, None), (CONFIDENCE, None)]
-        } else {
-            req.output_filter
-                .iter()
-                .map(|name| {
-                    OUTPUTS
-                        .into_iter()
-                        .find(|o| o == name)
-                        .map(|o| (o, None))
-                        .ok_or_else(|| {
-                            Status::invalid_argument(format!(
-                                "output tensor alias not found in signature: {name}. Outputs expected to be in the set {{{}}}",
-                                OUTPUTS.join(",")
-                            ))
-                        })
-                })
-                .collect::<Result<_, _>>()?
-        };
-        let forward = predict_input(&req.inputs)?.into_request(&outputs);
+        let forward = predict_request(&req).inspect_err(|_| self.refused(&model, started))?;
         let (version, outputs) = infer(&self.registry, &model, &selector, forward)
             .await
             .map_err(|f| f.grpc())?;
@@ -482,8 +501,10 @@ impl PredictionService for Predictions {
         request: Request<ClassificationRequest>,
     ) -> Result<Response<ClassificationResponse>, Status> {
         let req = request.into_inner();
+        let started = Instant::now();
         let (model, selector) = target(req.model_spec.as_ref())?;
-        let images = example_images(req.input.as_ref())?;
+        let images =
+            example_images(req.input.as_ref()).inspect_err(|_| self.refused(&model, started))?;
         let forward = V2Input::images(images.into_iter())
             .into_request(&[(PROBABILITIES, Some(CLASSIFY_TOP_K))]);
         let (version, outputs) = infer(&self.registry, &model, &selector, forward)

@@ -101,8 +101,15 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, Failure> 
                 get_only(req.method())?;
                 None
             };
+            let started = std::time::Instant::now();
             let (parts, body) = req.into_parts();
-            let body = routing::read_body(&parts.headers, body, registry.max_request_bytes).await?;
+            let body = routing::read_body(&parts.headers, body, registry.max_request_bytes)
+                .await
+                .inspect_err(|f| {
+                    if let Some(api) = api {
+                        routing::record_refused(registry, api, &model, f.code, started);
+                    }
+                })?;
             let forward = Forward {
                 method: parts.method,
                 headers: parts.headers,

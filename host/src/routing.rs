@@ -286,14 +286,7 @@ pub async fn call(
         Ok(r) => r,
         Err(f) => {
             if let Some(api) = api {
-                // Names of unknown models are the client's to choose: they
-                // are not metric labels.
-                let name = if model == registry.model_name {
-                    model
-                } else {
-                    ""
-                };
-                metrics::record_request(name, None, api, f.code.name(), started.elapsed());
+                record_refused(registry, api, model, f.code, started);
             }
             return Err(f);
         }
@@ -324,6 +317,19 @@ pub async fn call(
         metrics::record_batch(&resolved.model, resolved.version, n);
     }
     Ok((resolved, response))
+}
+
+/// Counts an inference request refused before it reached a version: no
+/// such version, or input a front end could not even encode.
+pub fn record_refused(registry: &Registry, api: Api, model: &str, code: Code, started: Instant) {
+    // Names of unknown models are the client's to choose: they are not
+    // metric labels.
+    let name = if model == registry.model_name {
+        model
+    } else {
+        ""
+    };
+    metrics::record_request(name, None, api, code.name(), started.elapsed());
 }
 
 async fn send(

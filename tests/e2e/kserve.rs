@@ -168,3 +168,59 @@ fn v2_endpoints_and_errors() {
     assert_eq!(reply["outputs"][0]["name"], "label");
     assert_eq!(reply["outputs"][1]["datatype"], "FP32");
 }
+
+/// The component answers v2 by itself, as it does under Spin or `wasmtime
+/// serve`: the same code, compiled natively, with no host in front.
+#[test]
+fn the_component_answers_v2_without_the_host() {
+    use vitrine_component::kserve::{HEADER_LENGTH, push_bytes};
+    use vitrine_component::service::{Service, ServiceConfig};
+    let base = tiny_repo();
+    let service = Service::new(ServiceConfig {
+        model_name: "hf-vit".into(),
+        version: 1,
+        model_dir: base.join("1"),
+        request_limits: Default::default(),
+        decode_limits: Default::default(),
+    });
+    let ready = service.respond("GET", "/v2/health/ready", None, b"");
+    assert_eq!(ready.status, 200);
+    let metadata = service.respond("GET", "/v2/models/hf-vit/versions/1", None, b"");
+    assert_eq!(metadata.status, 200);
+
+    let image = std::fs::read(coco_jpeg()).expect("image");
+    let mut binary = Vec::new();
+    push_bytes(&mut binary, &image);
+    let header = json!({
+        "inputs": [{"name": "string_input", "datatype": "BYTES", "shape": [1],
+                    "parameters": {"binary_data_size": binary.len()}}],
+        "outputs": [{"name": "label"}, {"name": "confidence", "parameters": {"binary_data": true}}],
+    })
+    .to_string();
+    let body = [header.as_bytes(), &binary].concat();
+    let reply = service.respond("POST", "/v2/models/hf-vit/infer", Some(header.len()), &body);
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.content_type, "application/octet-stream");
+    assert_eq!(reply.batch_size, Some(1));
+    let json_len = reply.header_length.expect(HEADER_LENGTH);
+    let head: Value = serde_json::from_slice(&reply.body[..json_len]).expect("JSON header");
+    assert_eq!(head["outputs"][1]["parameters"]["binary_data_size"], 4);
+    let confidence = f32::from_le_bytes(reply.body[json_len..].try_into().expect("one FP32"));
+
+    let v1 = service.handle(
+        "POST",
+        "/v1/models/hf-vit:predict",
+        blog_request(&coco_jpeg()).to_string().as_bytes(),
+    );
+    let v1: Value = serde_json::from_slice(&v1.body).expect("JSON");
+    assert_eq!(head["outputs"][0]["data"][0], v1["predictions"][0]["label"]);
+    assert!(
+        (confidence - v1["predictions"][0]["confidence"].as_f64().expect("number") as f32).abs()
+            < 1e-6
+    );
+}

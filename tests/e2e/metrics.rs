@@ -42,6 +42,20 @@ fn metrics_count_requests_of_every_api() {
         .to_string(),
     );
     assert_eq!(status, 200, "{reply}");
+    // One gRPC Predict of 16 images.
+    let grpc = run_client(
+        "grpc_client.py",
+        &[
+            "overload".into(),
+            "--addr".into(),
+            server.grpc_addr(),
+            "--image".into(),
+            coco_jpeg().display().to_string(),
+            "--concurrency".into(),
+            "1".into(),
+        ],
+    );
+    assert_eq!(grpc["codes"], json!([["OK", ""]]));
 
     let m = scrape(&server, "/monitoring/prometheus/metrics");
     assert!(
@@ -102,7 +116,17 @@ fn metrics_count_requests_of_every_api() {
         ),
         Some(1.0)
     );
-    // Batch sizes: N requests of 1 image and one of 2 (a failed request runs no batch).
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_requests",
+            "vitrine_requests_total",
+            &json!({"api": "grpc", "status": "OK"})
+        ),
+        Some(1.0)
+    );
+    // Batch sizes: N requests of 1 image, one of 2 and one of 16 (a failed
+    // request runs no batch).
     let version = json!({"model": "hf-vit", "version": "1"});
     assert_eq!(
         sample(
@@ -111,12 +135,12 @@ fn metrics_count_requests_of_every_api() {
             "vitrine_batch_size_count",
             &version
         ),
-        Some(N as f64 + 1.0),
+        Some(N as f64 + 2.0),
         "{m}"
     );
     assert_eq!(
         sample(&m, "vitrine_batch_size", "vitrine_batch_size_sum", &version),
-        Some(N as f64 + 2.0)
+        Some(N as f64 + 18.0)
     );
     assert_eq!(
         sample(
