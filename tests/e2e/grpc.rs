@@ -226,6 +226,33 @@ fn grpc_overload_is_resource_exhausted() {
     );
 }
 
+/// A request past --rest_api_timeout_in_ms is DEADLINE_EXCEEDED.
+#[test]
+fn grpc_past_the_deadline_is_deadline_exceeded() {
+    let base = tiny_repo();
+    let server = Server::start_with_grpc("hf-vit", &base, &["--rest_api_timeout_in_ms=1"]);
+    let result = run_client(
+        "grpc_client.py",
+        &[
+            "overload".into(),
+            "--addr".into(),
+            server.grpc_addr(),
+            "--image".into(),
+            coco_jpeg().display().to_string(),
+            "--concurrency".into(),
+            "1".into(),
+        ],
+    );
+    assert_eq!(result["codes"][0][0], "DEADLINE_EXCEEDED", "{result}");
+    assert!(
+        result["codes"][0][1]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--rest_api_timeout_in_ms"),
+        "{result}"
+    );
+}
+
 /// With no version able to serve, Predict is UNAVAILABLE and health says
 /// NOT_SERVING; the status says why.
 #[test]
