@@ -155,6 +155,21 @@ fn v2_endpoints_and_errors() {
             .unwrap_or_else(|| panic!("{what}: no \"error\" in {reply}"));
         assert!(message.contains(want_text), "{what}: {message:?}");
     }
+    let resp = client()
+        .post(server.url(infer))
+        .header("inference-header-content-length", "twelve")
+        .body("{}")
+        .send()
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+    let reply: Value = resp.json().expect("JSON error");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("inference-header-content-length"),
+        "{reply}"
+    );
     let (status, reply) = server.get(infer);
     assert_eq!(status, 405, "{reply}");
     let (status, reply) = server.get("/v2/models/resnet");
