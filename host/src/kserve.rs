@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -124,7 +123,7 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, Failure> 
                 forward,
             )
             .await?;
-            Ok(response.map(Body::new))
+            Ok(rest::pass_through(response))
         }
     }
 }

@@ -53,6 +53,18 @@ pub(crate) fn error(e: ApiError) -> Response {
     response
 }
 
+/// A component reply as the HTTP front ends send it on: a 503 from the
+/// guest means "not now" too, and says when to retry.
+pub(crate) fn pass_through(response: crate::pool::Response) -> Response {
+    let mut response = response.map(Body::new);
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
 async fn v1(State(registry): State<Arc<Registry>>, req: Request) -> Response {
     match answer(&registry, req).await {
         Ok(r) => r,
@@ -95,5 +107,5 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
     };
     let (_, response) =
         routing::call(registry, api, &route.model, &route.version, path, forward).await?;
-    Ok(response.map(Body::new))
+    Ok(pass_through(response))
 }
