@@ -12,10 +12,17 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 
-if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers, kubernetes_validate' 2>/dev/null; then
+if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers, kubernetes_validate, grpc, grpc_tools, grpc_health, tritonclient.http, prometheus_client' 2>/dev/null; then
     step "creating .venv with the Python reference (tests/requirements.txt)"
     python3 -m venv .venv
     .venv/bin/pip install --disable-pip-version-check --progress-bar off -r tests/requirements.txt
+fi
+
+# TF Serving's official Python stubs, without the TensorFlow they depend on
+# only for TensorFlow's own protos (the test supplies those from host/proto).
+if ! .venv/bin/python -c 'import tensorflow_serving.apis' 2>/dev/null; then
+    step "installing tensorflow-serving-api (without TensorFlow) into .venv"
+    .venv/bin/pip install --disable-pip-version-check --progress-bar off --no-deps tensorflow-serving-api
 fi
 
 step "building and running the tests (a cold build of wasmtime and tract takes about 25 minutes on 2 cores)"

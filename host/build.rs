@@ -1,5 +1,6 @@
 //! Builds the ViT component for `wasm32-wasip2` and hands its path to the
-//! host, which embeds it: `vitrine` is one self-contained binary.
+//! host, which embeds it: `vitrine` is one self-contained binary. Also
+//! generates the gRPC types and services from `proto/`.
 //!
 //! Set `VITRINE_COMPONENT_WASM` to a prebuilt component to skip the nested build.
 
@@ -16,6 +17,25 @@ fn main() {
         _ => build_component(&out_dir),
     };
     println!("cargo:rustc-env=VITRINE_COMPONENT_WASM={}", wasm.display());
+    compile_protos();
+}
+
+/// TF Serving's services, compiled by protox (pure Rust, so no `protoc` is
+/// needed on any machine) and turned into tonic servers.
+fn compile_protos() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let services = [
+        "tensorflow_serving/apis/prediction_service.proto",
+        "tensorflow_serving/apis/model_service.proto",
+    ];
+    let descriptors = protox::compile(services, [&root])
+        .unwrap_or_else(|e| panic!("the protos under {} do not compile: {e:?}", root.display()));
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .compile_fds(descriptors)
+        .unwrap_or_else(|e| panic!("cannot generate the gRPC code: {e}"));
 }
 
 fn build_component(out_dir: &Path) -> PathBuf {

@@ -9,6 +9,7 @@
 //!   `wasi:nn` on the host (the `wasi-nn` feature).
 //! - [`postprocess`]: softmax, top-k and labels.
 //! - [`api`]: TF Serving's REST routes, request and reply shapes.
+//! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
 //! - [`service`]: the handler tying them together.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod inference;
 #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
 mod nn;
+pub mod kserve;
 pub mod postprocess;
 pub mod preprocess;
 pub mod service;

@@ -14,6 +14,7 @@ use crate::api::{
 };
 use crate::config::{ModelConfig, PreprocessorConfig};
 use crate::inference::{Engine, InferenceError};
+use crate::kserve;
 use crate::postprocess;
 use crate::preprocess::{self, DecodeLimits};
 
@@ -131,21 +132,42 @@ impl LoadedModel {
     }
 }
 
-/// An HTTP answer: status and JSON body.
+/// An HTTP answer: status, body and what the body holds.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// `application/json`, or `application/octet-stream` when binary tensor
+    /// data follows a JSON header.
+    pub content_type: &'static str,
+    /// The JSON header's length when binary tensor data follows it
+    /// (KServe's `Inference-Header-Content-Length`).
+    pub header_length: Option<usize>,
+    /// Images this request ran through the model; the host's batch-size
+    /// metric reads it from the `vitrine-batch-size` reply header.
+    pub batch_size: Option<usize>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            body,
+            content_type: "application/json",
+            header_length: None,
+            batch_size: None,
+        }
+    }
 }
 
 impl From<ApiError> for Reply {
     fn from(e: ApiError) -> Reply {
-        Reply {
-            status: e.status,
-            body: e.to_json(),
-        }
+        Reply::json(e.status, e.to_json())
     }
 }
+
+/// Reply header carrying [`Reply::batch_size`].
+pub const BATCH_SIZE_HEADER: &str = "vitrine-batch-size";
 
 /// Answers TF Serving REST requests for one model version.
 pub struct Service {
@@ -179,8 +201,29 @@ impl Service {
             })
     }
 
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Reply {
-        match self.route(method, path, body) {
+        self.respond(method, path, None, body)
+    }
+
+    /// Like [`Service::handle`], with the request's
+    /// `Inference-Header-Content-Length` (KServe's binary tensor data).
+    pub fn respond(
+        &self,
+        method: &str,
+        path: &str,
+        header_length: Option<usize>,
+        body: &[u8],
+    ) -> Reply {
+        let result = if path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?") {
+            kserve::handle(self, method, path, header_length, body)
+        } else {
+            self.route(method, path, body)
+        };
+        match result {
             Ok(reply) => reply,
             Err(e) => e.into(),
         }
@@ -198,7 +241,9 @@ impl Service {
             (Action::Predict, "POST") => {
                 let req = PredictRequest::parse(body, &self.config.request_limits)?;
                 let predictions = self.model()?.predict(&req, &self.config.decode_limits)?;
-                Ok(ok(api::predict_reply(req.format, predictions)))
+                let mut reply = ok(api::predict_reply(req.format, predictions));
+                reply.batch_size = Some(req.images.len());
+                Ok(reply)
             }
             (Action::Metadata, "GET") => Ok(ok(self.metadata()?)),
             (Action::Status, "GET") => {
@@ -224,17 +269,21 @@ impl Service {
     }
 
     fn check_servable(&self, route: &Route) -> Result<(), ApiError> {
-        let known = route.model == self.config.model_name
-            && match &route.version {
-                VersionSelector::Latest => true,
-                VersionSelector::Number(v) => *v == self.config.version,
-                VersionSelector::Label(_) => false,
-            };
-        if known {
+        if self.serves(&route.model, &route.version) {
             Ok(())
         } else {
             Err(ApiError::servable_not_found(&route.model, &route.version))
         }
+    }
+
+    /// Whether `model` at `version` names this instance's servable.
+    pub fn serves(&self, model: &str, version: &VersionSelector) -> bool {
+        model == self.config.model_name
+            && match version {
+                VersionSelector::Latest => true,
+                VersionSelector::Number(v) => *v == self.config.version,
+                VersionSelector::Label(_) => false,
+            }
     }
 
     fn warmup(&self) -> Result<Reply, ApiError> {
@@ -298,5 +347,5 @@ impl Service {
 }
 
 fn ok(body: Vec<u8>) -> Reply {
-    Reply { status: 200, body }
+    Reply::json(200, body)
 }

@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
-use crate::service::{Service, ServiceConfig};
+use crate::api::ApiError;
+use crate::kserve::HEADER_LENGTH;
+use crate::service::{BATCH_SIZE_HEADER, Service, ServiceConfig};
 
 /// One service per instance: the model is loaded by the first request and
 /// reused by every later one the instance serves.
@@ -18,13 +20,33 @@ fn service() -> &'static Service {
 async fn handle(req: IncomingRequest) -> Response {
     let method = req.method().to_string();
     let path = req.path_with_query().unwrap_or_default();
-    let reply = match req.into_body().await {
-        Ok(body) => service().handle(&method, &path, &body),
-        Err(e) => crate::api::ApiError::invalid(format!("cannot read request body: {e}")).into(),
+    // KServe's binary tensor data: the JSON header's length, if given.
+    let header_length = match req.headers().get(&HEADER_LENGTH.to_string()).first() {
+        None => Ok(None),
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "{HEADER_LENGTH} must be the JSON header's length in bytes"
+                ))
+            }),
     };
-    Response::builder()
+    let reply = match (header_length, req.into_body().await) {
+        (Ok(header_length), Ok(body)) => service().respond(&method, &path, header_length, &body),
+        (Err(e), _) => e.into(),
+        (_, Err(e)) => ApiError::invalid(format!("cannot read request body: {e}")).into(),
+    };
+    let mut response = Response::builder();
+    response
         .status(reply.status)
-        .header("content-type", "application/json")
-        .body(reply.body)
-        .build()
+        .header("content-type", reply.content_type);
+    if let Some(n) = reply.header_length {
+        response.header(HEADER_LENGTH, n.to_string());
+    }
+    if let Some(n) = reply.batch_size {
+        response.header(BATCH_SIZE_HEADER, n.to_string());
+    }
+    response.body(reply.body).build()
 }

@@ -121,16 +121,28 @@ impl BatchingParameters {
     }
 }
 
-/// Counts of model runs, for the stats endpoint and the batching test.
+/// Counts of one version's model runs, for `/vitrine/stats`, the batch size
+/// metric and the batching test.
 #[derive(Debug, Default)]
 pub struct RunStats {
+    pub model: String,
+    pub version: u64,
     pub runs: AtomicU64,
     pub rows: AtomicU64,
     pub largest_batch: AtomicU64,
 }
 
 impl RunStats {
+    pub fn new(model: &str, version: u64) -> RunStats {
+        RunStats {
+            model: model.to_string(),
+            version,
+            ..RunStats::default()
+        }
+    }
+
     pub fn record(&self, rows: usize) {
+        crate::metrics::record_batch(&self.model, self.version, rows);
         self.runs.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.largest_batch.fetch_max(rows as u64, Ordering::Relaxed);

@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve models over TF Serving's REST API.
+    /// Serve models over TF Serving's REST and gRPC APIs and KServe v2.
     Serve(ServeArgs),
     /// Write a demo ViT with seeded random weights in optimum's ONNX layout.
     DemoModel(DemoModelArgs),
@@ -49,13 +49,22 @@ pub enum DemoSize {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// gRPC port (TF Serving's `--port`); gRPC is not served yet.
+    /// gRPC port (TF Serving's `--port`); 0 turns gRPC off.
     #[arg(long = "port", default_value_t = 8500)]
     pub grpc_port: u16,
+    /// Largest gRPC message accepted or sent, in bytes; larger ones get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long = "grpc_max_message_bytes", default_value_t = 64 << 20)]
+    pub grpc_max_message_bytes: usize,
+    /// TF Serving's MonitoringConfig in text format, e.g.
+    /// `prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }`.
+    /// Without it, Prometheus metrics are served at that path on the REST port.
+    #[arg(long = "monitoring_config_file")]
+    pub monitoring_config_file: Option<PathBuf>,
     /// Port of the REST API.
     #[arg(long = "rest_api_port", default_value_t = 8501)]
     pub rest_api_port: u16,
-    /// Address to bind.
+    /// Address to bind, for REST and gRPC.
     #[arg(long = "rest_api_host", default_value = "0.0.0.0")]
     pub host: String,
     /// Name the model is served under.

@@ -8,7 +8,11 @@
 //! - [`pool`]: warm component instances that answer requests.
 //! - [`nn`]: `wasi:nn` for the component, backed by [`native`] tract models
 //!   and the [`batching`] scheduler.
-//! - [`rest`]: the HTTP front end.
+//! - [`routing`]: the one core every front end resolves and calls through.
+//! - [`rest`]: TF Serving's REST API.
+//! - [`kserve`]: KServe's v2 inference protocol on the REST port.
+//! - [`grpc`]: TF Serving's gRPC API and gRPC health.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`demo`]: the bundled demo model.
 
 mod batching;
@@ -18,9 +22,13 @@ mod demo;
 mod engine;
 mod native;
 mod nn;
+mod grpc;
+mod kserve;
+mod metrics;
 mod pool;
 mod repository;
 mod rest;
+mod routing;
 mod server;
 mod textproto;
 

@@ -60,15 +60,25 @@ pub struct NativeModel {
 impl NativeModel {
     /// Loads and optimises `dir`'s `model.onnx`, checked against its configs
     /// exactly as the component checks it.
-    pub fn load(dir: &Path, name: &str, options: &NativeOptions) -> anyhow::Result<NativeModel> {
+    pub fn load(
+        dir: &Path,
+        model: &str,
+        version: u64,
+        options: &NativeOptions,
+    ) -> anyhow::Result<NativeModel> {
         let loaded = LoadedModel::load(dir)?;
         // Natively the component's engine is always tract.
         let Engine::Tract(classifier) = loaded.engine;
         let classifier = Arc::new(classifier);
-        let stats = Arc::new(RunStats::default());
+        let stats = Arc::new(RunStats::new(model, version));
         let runner = match &options.batching {
             Some(params) => Runner::Batched(
-                BatchScheduler::start(name, classifier.clone(), params.clone(), stats.clone())
+                BatchScheduler::start(
+                    &format!("{model}-{version}"),
+                    classifier.clone(),
+                    params.clone(),
+                    stats.clone(),
+                )
                     .context("cannot start the batcher")?,
             ),
             None => Runner::Direct(Arc::new(Semaphore::new(options.runs_at_once.max(1)))),

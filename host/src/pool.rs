@@ -147,6 +147,16 @@ pub struct InstancePool {
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
+    /// Instances the pool keeps warm.
+    size: usize,
+}
+
+/// A pool's occupancy now, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub instances: usize,
+    pub busy: usize,
+    pub queued: usize,
 }
 
 pub type Response = hyper::Response<HyperOutgoingBody>;
@@ -173,6 +183,7 @@ impl InstancePool {
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size.max(1))),
             queued: AtomicUsize::new(0),
+            size: size.max(1),
         });
         for i in 0..size.max(1) {
             // A graph lent by the host is shared: one inference warms it.
@@ -184,6 +195,14 @@ impl InstancePool {
 
     pub fn servable(&self) -> &Servable {
         &self.servable
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            instances: self.size,
+            busy: self.size.saturating_sub(self.permits.available_permits()),
+            queued: self.queued.load(Ordering::Relaxed),
+        }
     }
 
     async fn instantiate(&self) -> anyhow::Result<Instance> {

@@ -1,7 +1,7 @@
 //! The REST front end: TF Serving's `/v1/models/...` API plus health probes.
 //!
-//! Model status is answered here from the registry; predict and metadata go
-//! to a warm component instance of the resolved version.
+//! Model status is answered from the registry; predict and metadata go to a
+//! warm component instance of the version [`routing`] resolves.
 
 use std::sync::Arc;
 
@@ -11,10 +11,9 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http_body_util::Full;
-use vitrine_component::api::{self, Action, ApiError, Route, VersionSelector, VersionStatus};
+use vitrine_component::api::{self, Action, ApiError, Route};
 
-use crate::pool::CallError;
+use crate::routing::{self, Api, Forward};
 use crate::server::{Registry, VersionState};
 
 pub fn router(registry: Arc<Registry>) -> Router {
@@ -69,7 +68,7 @@ async fn stats(State(registry): State<Arc<Registry>>) -> Response {
         .into_response()
 }
 
-fn error(e: ApiError) -> Response {
+pub(crate) fn error(e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (
         status,
@@ -86,6 +85,18 @@ fn error(e: ApiError) -> Response {
     response
 }
 
+/// A component reply as the HTTP front ends send it on: a 503 from the
+/// guest means "not now" too, and says when to retry.
+pub(crate) fn pass_through(response: crate::pool::Response) -> Response {
+    let mut response = response.map(Body::new);
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
 async fn v1(State(registry): State<Arc<Registry>>, req: Request) -> Response {
     match answer(&registry, req).await {
         Ok(r) => r,
@@ -95,146 +106,38 @@ async fn v1(State(registry): State<Arc<Registry>>, req: Request) -> Response {
 
 async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError> {
     let route = Route::parse(req.uri().path())?;
-    if route.model != registry.model_name {
-        return Err(ApiError::servable_not_found(&route.model, &route.version));
-    }
-    let version = match &route.version {
-        VersionSelector::Latest => None,
-        VersionSelector::Number(v) => Some(*v),
-        VersionSelector::Label(l) => {
-            return Err(ApiError::not_found(format!(
-                "no version label \"{l}\" is assigned for model {}",
-                route.model
-            )));
-        }
-    };
     if route.action == Action::Status {
-        return status(registry, &route, version);
+        let statuses = routing::status(registry, &route.model, &route.version)?;
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            api::status_reply(&statuses),
+        )
+            .into_response());
     }
-    let pool = registry
-        .available(version)
-        .ok_or_else(|| unavailable(registry, &route))?;
-    let too_large = || {
-        ApiError::too_large(format!(
-            "request body is larger than {} bytes; raise --max_request_bytes or send fewer images per request",
-            registry.max_request_bytes
-        ))
-    };
-    // A declared length over the limit is refused before reading a byte.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > registry.max_request_bytes) {
-        return Err(too_large());
-    }
+    let started = std::time::Instant::now();
+    let api = (route.action == Action::Predict).then_some(Api::RestV1);
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, registry.max_request_bytes)
+    let body = routing::read_body(&parts.headers, body, registry.max_request_bytes)
         .await
-        .map_err(|_| too_large())?;
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut forward = hyper::Request::builder()
-        .method(parts.method)
-        .uri(format!("http://localhost{path}"));
-    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-        forward = forward.header(header::CONTENT_TYPE, ct);
-    }
-    let forward = forward
-        .body(Full::new(body))
-        .map_err(|e| ApiError::invalid(format!("bad request: {e}")))?;
-    let response = pool.handle(forward).await.map_err(|e| {
-        if !matches!(e, CallError::Overloaded { .. }) {
-            tracing::error!("model {} version {}: {e}", route.model, pool.servable().version);
-        }
-        match e {
-            CallError::Deadline(d) => ApiError {
-                status: 504,
-                message: format!(
-                    "the request took longer than {} ms and was stopped; send fewer images per request or raise --rest_api_timeout_in_ms",
-                    d.as_millis()
-                ),
-            },
-            CallError::Overloaded { .. } => ApiError::unavailable(format!(
-                "model {} is overloaded: {e}; retry shortly",
-                route.model
-            )),
-            CallError::Trap | CallError::Internal(_) => {
-                ApiError::internal("the model failed on this request; the server logs say why")
+        .inspect_err(|f| {
+            if let Some(api) = api {
+                routing::record_refused(registry, api, &route.model, f.code, started);
             }
-        }
-    })?;
-    let mut response = response.map(Body::new);
-    // The guest answers 503 when the host's batch queue is full.
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    }
-    Ok(response)
-}
-
-/// Why no version answers: still loading, failed, or absent.
-fn unavailable(registry: &Registry, route: &Route) -> ApiError {
-    let versions = registry.versions();
-    let wanted: Vec<_> = versions
-        .iter()
-        .filter(|(v, _)| match route.version {
-            VersionSelector::Number(n) => *v == n,
-            _ => true,
-        })
-        .collect();
-    if wanted
-        .iter()
-        .any(|(_, s)| matches!(s, VersionState::Loading))
-    {
-        return ApiError::unavailable(format!(
-            "model {} is still loading; retry shortly",
-            route.model
-        ));
-    }
-    if let Some((v, VersionState::Failed(e))) = wanted.last() {
-        return ApiError::unavailable(format!(
-            "model {} version {v} failed to load: {e}",
-            route.model
-        ));
-    }
-    ApiError::servable_not_found(&route.model, &route.version)
-}
-
-fn status(registry: &Registry, route: &Route, version: Option<u64>) -> Result<Response, ApiError> {
-    let statuses: Vec<VersionStatus> = registry
-        .versions()
-        .into_iter()
-        .filter(|(v, _)| version.is_none_or(|want| *v == want))
-        .map(|(v, s)| {
-            let (state, error) = match s {
-                VersionState::Loading => ("LOADING", None),
-                VersionState::Available(_) => ("AVAILABLE", None),
-                VersionState::Failed(e) => ("END", Some(e)),
-            };
-            VersionStatus {
-                version: v,
-                state,
-                error,
-            }
-        })
-        .collect();
-    if statuses.is_empty() {
-        return Err(match version {
-            Some(v) => ApiError::not_found(format!(
-                "Could not find version {v} of model {}",
-                route.model
-            )),
-            None => ApiError::not_found(format!(
-                "Could not find any versions of model {}",
-                route.model
-            )),
-        });
-    }
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        api::status_reply(&statuses),
-    )
-        .into_response())
+        })?;
+    let path = |version: u64| {
+        let suffix = match route.action {
+            Action::Predict => ":predict",
+            _ => "/metadata",
+        };
+        format!("/v1/models/{}/versions/{version}{suffix}", route.model)
+    };
+    let forward = Forward {
+        method: parts.method,
+        headers: parts.headers,
+        body,
+    };
+    let (_, response) =
+        routing::call(registry, api, &route.model, &route.version, path, forward).await?;
+    Ok(pass_through(response))
 }

@@ -1,5 +1,6 @@
 //! `vitrine serve`: loads the newest model version into a pool of warm
-//! component instances and serves TF Serving's REST API.
+//! component instances and serves TF Serving's REST and gRPC APIs, KServe
+//! v2 and Prometheus metrics.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -11,7 +12,7 @@ use crate::batching::BatchingParameters;
 use crate::cli::{InferencePath, ServeArgs};
 use crate::native::{self, NativeModel, NativeOptions};
 use crate::pool::{Budgets, InstancePool, Servable};
-use crate::{demo, engine, pool, repository, rest};
+use crate::{demo, engine, grpc, kserve, metrics, pool, repository, rest};
 
 /// Where one model version stands, in TF Serving's terms.
 #[derive(Clone)]
@@ -103,9 +104,12 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
     };
     engine::component_bytes(args.component.as_deref())?;
     let native = native_options(args)?;
+    let monitoring = metrics::Monitoring::load(args.monitoring_config_file.as_deref())?;
     let resolved = serde_json::json!({
         "rest_api": format!("{}:{}", args.host, args.rest_api_port),
         "grpc_port": args.grpc_port,
+        "grpc_max_message_bytes": args.grpc_max_message_bytes,
+        "metrics_path": monitoring.path,
         "model_name": args.model_name,
         "model_base_path": args.model_base_path,
         "versions_found": versions,
@@ -178,7 +182,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             tokio::task::spawn_blocking(move || demo::ensure(&cache, &name, size)).await??
         }
     };
-    // Fail fast on a wrong path or bad flags, before binding ports.
+    // Fail fast on a wrong path, bad flags or config, before binding ports.
     let versions = repository::scan(&base)?;
     let native = native_options(&args)?;
     if native.is_some() {
@@ -188,6 +192,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             if args.enable_batching { "on" } else { "off" }
         );
     }
+    let monitoring = metrics::Monitoring::load(args.monitoring_config_file.as_deref())?;
 
     let engine = engine::new_engine()?;
     let wasm = engine::component_bytes(args.component.as_deref())?;
@@ -220,12 +225,23 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
                 args.rest_api_port
             )
         })?;
-    tracing::info!("REST API listening on {}", listener.local_addr()?);
-    if args.grpc_port != 0 {
-        tracing::warn!(
-            "gRPC (--port={}) is not served yet; use the REST API",
-            args.grpc_port
-        );
+    tracing::info!(
+        "REST API and KServe v2 listening on {}",
+        listener.local_addr()?
+    );
+    let grpc_listener = match args.grpc_port {
+        0 => None,
+        port => {
+            let addr = format!("{}:{port}", args.host);
+            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
+                format!("cannot listen on {addr}; is another server using port {port}? (--port=0 turns gRPC off)")
+            })?;
+            tracing::info!("gRPC listening on {}", listener.local_addr()?);
+            Some(listener)
+        }
+    };
+    if let Some(path) = &monitoring.path {
+        tracing::info!("Prometheus metrics at {path} on the REST port");
     }
 
     let instances = instances(&args);
@@ -267,6 +283,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
                             newest.version
                         );
                     }
+                    metrics::record_load(&name, newest.version, load_started.elapsed());
                     registry.set(newest.version, VersionState::Available(pool));
                     tracing::info!(
                         "model {name} version {} is AVAILABLE ({instances} warm instances, loaded in {:.1} s, {:.1} s after start)",
@@ -300,11 +317,29 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             let _ = stop.wait_for(|s| *s).await;
         }
     };
-    let server = axum::serve(listener, rest::router(registry)).with_graceful_shutdown(graceful);
+    let mut app = rest::router(registry.clone()).merge(kserve::router(registry.clone()));
+    if let Some(path) = &monitoring.path {
+        app = app.merge(metrics::router(path, registry.clone()));
+    }
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = async { server.await.context("the REST server failed") };
+    let (grpc_stop, grpc_max_message_bytes) = (stop_rx.clone(), args.grpc_max_message_bytes);
+    let grpc = async move {
+        let Some(listener) = grpc_listener else {
+            return Ok(());
+        };
+        let stopped = async move {
+            let mut stop = grpc_stop;
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        grpc::serve(listener, registry, grpc_max_message_bytes, stopped)
+            .await
+            .context("the gRPC server failed")
+    };
     let drain = std::time::Duration::from_secs(args.drain_timeout_seconds);
     let mut stop = stop_rx;
     tokio::select! {
-        result = server => result.context("the REST server failed")?,
+        result = async { tokio::try_join!(server, grpc) } => { result?; },
         _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(drain).await } => {
             tracing::warn!("requests still in flight after {} s; exiting anyway", drain.as_secs());
         }
@@ -320,8 +355,8 @@ async fn load_native(
     version: u64,
     options: NativeOptions,
 ) -> anyhow::Result<Arc<NativeModel>> {
-    let (dir, label) = (dir.to_path_buf(), format!("{name}-{version}"));
-    let model = tokio::task::spawn_blocking(move || NativeModel::load(&dir, &label, &options))
+    let (dir, name) = (dir.to_path_buf(), name.to_string());
+    let model = tokio::task::spawn_blocking(move || NativeModel::load(&dir, &name, version, &options))
         .await
         .context("the model loader stopped")??;
     Ok(Arc::new(model))

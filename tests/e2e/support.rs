@@ -108,6 +108,8 @@ pub fn tiny_repo() -> PathBuf {
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// The gRPC port, when the server was started with gRPC on.
+    pub grpc_port: Option<u16>,
     log: PathBuf,
     pub model: String,
 }
@@ -122,15 +124,30 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts the server on `base` and waits until `model` is AVAILABLE.
     pub fn start(model: &str, base: &Path, extra: &[&str]) -> Server {
+        let mut server = Server::spawn(model, base, extra, false);
+        server.wait_available();
+        server
+    }
+
+    /// Like [`Server::start`], with gRPC on a port of its own.
+    pub fn start_with_grpc(model: &str, base: &Path, extra: &[&str]) -> Server {
+        let mut server = Server::spawn(model, base, extra, true);
+        server.wait_available();
+        server
+    }
+
+    /// Starts the server without waiting for any version to load.
+    pub fn spawn(model: &str, base: &Path, extra: &[&str], grpc: bool) -> Server {
         precompile();
         let port = free_port();
+        let grpc_port = grpc.then(free_port);
         std::fs::create_dir_all(scratch()).expect("scratch dir");
         let log = scratch().join(format!("server-{port}.log"));
         let child = vitrine()
             .arg("serve")
             .arg(format!("--rest_api_port={port}"))
             .arg("--rest_api_host=127.0.0.1")
-            .arg("--port=0")
+            .arg(format!("--port={}", grpc_port.unwrap_or(0)))
             .arg(format!("--model_name={model}"))
             .arg(format!("--model_base_path={}", base.display()))
             .args(extra)
@@ -138,14 +155,21 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn vitrine");
-        let mut server = Server {
+        Server {
             child,
             port,
+            grpc_port,
             log,
             model: model.to_string(),
-        };
-        server.wait_available();
-        server
+        }
+    }
+
+    /// `127.0.0.1:<grpc port>`.
+    pub fn grpc_addr(&self) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.grpc_port.expect("the server was started with gRPC")
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -291,6 +315,26 @@ pub fn urlsafe_b64(path: &Path) -> String {
 /// The blog's exact request body.
 pub fn blog_request(image: &Path) -> Value {
     serde_json::json!({"signature_name": "serving_default", "instances": [urlsafe_b64(image)]})
+}
+
+/// Runs a Python client from `tests/clients/` and parses the JSON it prints.
+pub fn run_client(script: &str, args: &[String]) -> Value {
+    let output = Command::new(python())
+        .arg(workspace_root().join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("run the Python client");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 /// Logits onnxruntime computes on a model folder.

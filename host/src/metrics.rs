@@ -1,0 +1,372 @@
+//! Prometheus metrics, served on the REST port in the text exposition
+//! format at TF Serving's path, `/monitoring/prometheus/metrics`.
+//!
+//! Counters and histograms are recorded where things happen (requests in
+//! [`crate::routing`], loads in the server, batches by whoever runs them);
+//! per-version gauges (state, instances, queue depth) are read from the
+//! registry at scrape time, so a version that goes away leaves no stale
+//! series behind.
+//!
+//! `--monitoring_config_file` takes TF Serving's `MonitoringConfig` in
+//! protobuf text format; without it metrics are on at the default path.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
+};
+
+use crate::routing::Api;
+use crate::server::{Registry, VersionState};
+use crate::textproto;
+
+/// TF Serving's default metrics path.
+pub const DEFAULT_PATH: &str = "/monitoring/prometheus/metrics";
+
+struct Metrics {
+    registry: prometheus::Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    batch_size: HistogramVec,
+    load_seconds: GaugeVec,
+    state: IntGaugeVec,
+    instances: IntGaugeVec,
+    busy: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+}
+
+const VERSION_LABELS: [&str; 2] = ["model", "version"];
+const REQUEST_LABELS: [&str; 4] = ["model", "version", "api", "status"];
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let registry = prometheus::Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "vitrine_requests_total",
+            "Inference requests (predict, infer, classify) by model, version, API and canonical status",
+        ),
+        &REQUEST_LABELS,
+    )
+    .expect("valid metric");
+    let latency = HistogramVec::new(
+        HistogramOpts::new(
+            "vitrine_request_duration_seconds",
+            "Inference request latency in seconds, from routing to the model's reply",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ]),
+        &REQUEST_LABELS,
+    )
+    .expect("valid metric");
+    let batch_size = HistogramVec::new(
+        HistogramOpts::new("vitrine_batch_size", "Images per model execution")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        &VERSION_LABELS,
+    )
+    .expect("valid metric");
+    let load_seconds = GaugeVec::new(
+        Opts::new(
+            "vitrine_model_load_seconds",
+            "Time a model version took to load and warm up, in seconds",
+        ),
+        &VERSION_LABELS,
+    )
+    .expect("valid metric");
+    let state = IntGaugeVec::new(
+        Opts::new(
+            "vitrine_model_state",
+            "1 for the state each model version is in (LOADING, AVAILABLE or END)",
+        ),
+        &["model", "version", "state"],
+    )
+    .expect("valid metric");
+    let instances = IntGaugeVec::new(
+        Opts::new(
+            "vitrine_instances",
+            "Warm component instances per available model version",
+        ),
+        &VERSION_LABELS,
+    )
+    .expect("valid metric");
+    let busy = IntGaugeVec::new(
+        Opts::new(
+            "vitrine_instances_busy",
+            "Component instances running a request now",
+        ),
+        &VERSION_LABELS,
+    )
+    .expect("valid metric");
+    let queue_depth = IntGaugeVec::new(
+        Opts::new(
+            "vitrine_queue_depth",
+            "Requests waiting for a busy instance",
+        ),
+        &VERSION_LABELS,
+    )
+    .expect("valid metric");
+    for collector in [
+        Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(latency.clone()),
+        Box::new(batch_size.clone()),
+        Box::new(load_seconds.clone()),
+        Box::new(state.clone()),
+        Box::new(instances.clone()),
+        Box::new(busy.clone()),
+        Box::new(queue_depth.clone()),
+    ] {
+        registry
+            .register(collector)
+            .expect("metric names are unique");
+    }
+    Metrics {
+        registry,
+        requests,
+        latency,
+        batch_size,
+        load_seconds,
+        state,
+        instances,
+        busy,
+        queue_depth,
+    }
+});
+
+fn version_label(version: Option<u64>) -> String {
+    version.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// Counts one inference request and records its latency. `version` is
+/// `None` when no version was resolved; `status` is a canonical code name.
+pub fn record_request(
+    model: &str,
+    version: Option<u64>,
+    api: Api,
+    status: &str,
+    elapsed: Duration,
+) {
+    let version = version_label(version);
+    let labels = [model, version.as_str(), api.label(), status];
+    METRICS.requests.with_label_values(&labels).inc();
+    METRICS
+        .latency
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Records one model execution over `size` images.
+pub fn record_batch(model: &str, version: u64, size: usize) {
+    METRICS
+        .batch_size
+        .with_label_values(&[model, &version.to_string()])
+        .observe(size as f64);
+}
+
+/// Records how long `version` of `model` took to load and warm up.
+pub fn record_load(model: &str, version: u64, elapsed: Duration) {
+    METRICS
+        .load_seconds
+        .with_label_values(&[model, &version.to_string()])
+        .set(elapsed.as_secs_f64());
+}
+
+/// Serves [`render`] at `path`.
+pub fn router(path: &str, registry: Arc<Registry>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            path,
+            axum::routing::get(|State(registry): State<Arc<Registry>>| async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(&registry),
+                )
+            }),
+        )
+        .with_state(registry)
+}
+
+/// Everything, in the Prometheus text format, with the per-version gauges
+/// read from `registry` now.
+pub fn render(registry: &Registry) -> String {
+    let m = &*METRICS;
+    m.state.reset();
+    m.instances.reset();
+    m.busy.reset();
+    m.queue_depth.reset();
+    let model = registry.model_name.as_str();
+    for (version, state) in registry.versions() {
+        let v = version.to_string();
+        let name = match &state {
+            VersionState::Loading => "LOADING",
+            VersionState::Available(_) => "AVAILABLE",
+            VersionState::Failed(_) => "END",
+        };
+        m.state.with_label_values(&[model, &v, name]).set(1);
+        if let VersionState::Available(pool) = state {
+            let stats = pool.stats();
+            let labels = [model, v.as_str()];
+            m.instances
+                .with_label_values(&labels)
+                .set(stats.instances as i64);
+            m.busy.with_label_values(&labels).set(stats.busy as i64);
+            m.queue_depth
+                .with_label_values(&labels)
+                .set(stats.queued as i64);
+        }
+    }
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        tracing::error!("cannot render the metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Where (and whether) metrics are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    /// `None` when the monitoring config turns Prometheus off.
+    pub path: Option<String>,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Monitoring {
+            path: Some(DEFAULT_PATH.to_string()),
+        }
+    }
+}
+
+impl Monitoring {
+    /// Reads `--monitoring_config_file`; without one, metrics are on at
+    /// [`DEFAULT_PATH`].
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Monitoring> {
+        let Some(file) = file else {
+            return Ok(Monitoring::default());
+        };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the monitoring config {}", file.display()))?;
+        Monitoring::parse(&text).with_context(|| {
+            format!(
+                "{} is not a valid monitoring config; expected e.g. prometheus_config {{ enable: true, path: \"{DEFAULT_PATH}\" }}",
+                file.display()
+            )
+        })
+    }
+
+    /// Parses TF Serving's `MonitoringConfig` text format. As in TF Serving,
+    /// a config that does not say `enable: true` turns metrics off, and an
+    /// empty path means the default one.
+    pub fn parse(text: &str) -> anyhow::Result<Monitoring> {
+        let config = textproto::parse(text)?;
+        let (mut enable, mut path) = (false, String::new());
+        for (field, value) in &config.fields {
+            let prometheus = match (field.as_str(), value.as_message()) {
+                ("prometheus_config", Some(m)) => m,
+                ("prometheus_config", None) => bail!("prometheus_config must be followed by {{ ... }}"),
+                (other, _) => bail!(
+                    "unknown field {other:?}; the monitoring config holds prometheus_config"
+                ),
+            };
+            for (name, value) in &prometheus.fields {
+                match name.as_str() {
+                    "enable" => {
+                        enable = value.as_bool().with_context(|| {
+                            format!("enable must be true or false, got {value:?}")
+                        })?
+                    }
+                    "path" => {
+                        path = value
+                            .as_str()
+                            .with_context(|| format!("path must be a string, got {value:?}"))?
+                            .to_string()
+                    }
+                    other => {
+                        bail!("unknown prometheus_config field {other:?}; expected enable or path")
+                    }
+                }
+            }
+        }
+        if !enable {
+            return Ok(Monitoring { path: None });
+        }
+        if path.is_empty() {
+            path = DEFAULT_PATH.to_string();
+        }
+        if !path.starts_with('/')
+            || path.starts_with("/v1/")
+            || path.starts_with("/v2/")
+            || path.contains(['{', '}', '*'])
+        {
+            bail!(
+                "the metrics path {path:?} must start with '/' and stay clear of the /v1 and /v2 APIs"
+            );
+        }
+        Ok(Monitoring { path: Some(path) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitoring_configs() {
+        let on = |path: &str| Monitoring {
+            path: Some(path.to_string()),
+        };
+        assert_eq!(
+            Monitoring::parse(
+                "prometheus_config {\n  enable: true,\n  path: \"/monitoring/prometheus/metrics\"\n}\n"
+            )
+            .unwrap(),
+            on(DEFAULT_PATH)
+        );
+        assert_eq!(
+            Monitoring::parse("# ours\nprometheus_config: { enable: true path: '/metrics' }")
+                .unwrap(),
+            on("/metrics")
+        );
+        assert_eq!(
+            Monitoring::parse("prometheus_config { enable: true }").unwrap(),
+            on(DEFAULT_PATH)
+        );
+        assert_eq!(
+            Monitoring::parse("prometheus_config { enable: false }").unwrap(),
+            Monitoring { path: None }
+        );
+        assert_eq!(Monitoring::parse("").unwrap(), Monitoring { path: None });
+        for bad in [
+            "prometheus_config { enable: yes }",
+            "prometheus_config { enable: true, path: \"/v1/models\" }",
+            "prometheus_config { enable: true",
+            "other_config { }",
+            "prometheus_config { enable: true, port: 9 }",
+        ] {
+            assert!(Monitoring::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn renders_the_text_format() {
+        record_request("m", Some(1), Api::Grpc, "OK", Duration::from_millis(20));
+        record_batch("m", 1, 3);
+        record_load("m", 1, Duration::from_secs(2));
+        let registry = Registry::new("m".into(), 1);
+        let text = render(&registry);
+        assert!(
+            text.contains(
+                "vitrine_requests_total{api=\"grpc\",model=\"m\",status=\"OK\",version=\"1\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("vitrine_batch_size_sum{model=\"m\",version=\"1\"} 3"));
+        assert!(text.contains("vitrine_model_load_seconds{model=\"m\",version=\"1\"} 2"));
+    }
+}

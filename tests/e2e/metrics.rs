@@ -1,0 +1,217 @@
+//! Prometheus metrics: on by default at TF Serving's path, counting every
+//! front end's requests, parsed by prometheus_client's reference parser.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// The value of the `name` sample whose labels include `labels`.
+fn sample(scrape: &Value, family: &str, name: &str, labels: &Value) -> Option<f64> {
+    scrape["families"][family]["samples"]
+        .as_array()?
+        .iter()
+        .find(|s| {
+            s[0] == name
+                && labels
+                    .as_object()
+                    .is_some_and(|want| want.iter().all(|(k, v)| s[1][k] == *v))
+        })
+        .and_then(|s| s[2].as_f64())
+}
+
+fn scrape(server: &Server, path: &str) -> Value {
+    run_client("scrape_metrics.py", &[server.url(path)])
+}
+
+#[test]
+fn metrics_count_requests_of_every_api() {
+    let base = tiny_repo();
+    let server = Server::start_with_grpc("hf-vit", &base, &[]);
+    const N: usize = 3;
+    for _ in 0..N {
+        let (status, reply) = server.predict(&blog_request(&coco_jpeg()));
+        assert_eq!(status, 200, "{reply}");
+    }
+    // One bad request, one v2 infer of two images.
+    let (status, _) = server.predict(&json!({"instances": ["aGk"]}));
+    assert_eq!(status, 400);
+    let (status, reply) = server.post(
+        "/v2/models/hf-vit/infer",
+        json!({"inputs": [{"name": "string_input", "datatype": "BYTES", "shape": [2],
+                           "data": [urlsafe_b64(&coco_jpeg()), urlsafe_b64(&coco_jpeg())]}]})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    // One gRPC Predict of 16 images.
+    let grpc = run_client(
+        "grpc_client.py",
+        &[
+            "overload".into(),
+            "--addr".into(),
+            server.grpc_addr(),
+            "--image".into(),
+            coco_jpeg().display().to_string(),
+            "--concurrency".into(),
+            "1".into(),
+        ],
+    );
+    assert_eq!(grpc["codes"], json!([["OK", ""]]));
+
+    let m = scrape(&server, "/monitoring/prometheus/metrics");
+    assert!(
+        m["content_type"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("text/plain"),
+        "{m}"
+    );
+    let ok_v1 = json!({"model": "hf-vit", "version": "1", "api": "rest_v1", "status": "OK"});
+    assert_eq!(
+        sample(&m, "vitrine_requests", "vitrine_requests_total", &ok_v1),
+        Some(N as f64),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_request_duration_seconds",
+            "vitrine_request_duration_seconds_count",
+            &ok_v1
+        ),
+        Some(N as f64)
+    );
+    let sum = sample(
+        &m,
+        "vitrine_request_duration_seconds",
+        "vitrine_request_duration_seconds_sum",
+        &ok_v1,
+    )
+    .expect("latency sum");
+    assert!(sum > 0.0, "{m}");
+    let inf_bucket = json!({"api": "rest_v1", "status": "OK", "le": "+Inf"});
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_request_duration_seconds",
+            "vitrine_request_duration_seconds_bucket",
+            &inf_bucket
+        ),
+        Some(N as f64)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_requests",
+            "vitrine_requests_total",
+            &json!({"api": "rest_v1", "status": "INVALID_ARGUMENT"})
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_requests",
+            "vitrine_requests_total",
+            &json!({"api": "rest_v2", "status": "OK"})
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_requests",
+            "vitrine_requests_total",
+            &json!({"api": "grpc", "status": "OK"})
+        ),
+        Some(1.0)
+    );
+    // Batch sizes: N requests of 1 image, one of 2 and one of 16 (a failed
+    // request runs no batch).
+    let version = json!({"model": "hf-vit", "version": "1"});
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_batch_size",
+            "vitrine_batch_size_count",
+            &version
+        ),
+        Some(N as f64 + 2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "vitrine_batch_size", "vitrine_batch_size_sum", &version),
+        Some(N as f64 + 18.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "vitrine_model_state",
+            "vitrine_model_state",
+            &json!({"model": "hf-vit", "version": "1", "state": "AVAILABLE"})
+        ),
+        Some(1.0)
+    );
+    let load = sample(
+        &m,
+        "vitrine_model_load_seconds",
+        "vitrine_model_load_seconds",
+        &version,
+    )
+    .expect("load time");
+    assert!(load > 0.0);
+    let instances =
+        sample(&m, "vitrine_instances", "vitrine_instances", &version).expect("pool size");
+    assert!(instances >= 1.0);
+    assert_eq!(
+        sample(&m, "vitrine_queue_depth", "vitrine_queue_depth", &version),
+        Some(0.0)
+    );
+    assert_eq!(
+        m["families"]["vitrine_request_duration_seconds"]["type"],
+        "histogram"
+    );
+}
+
+#[test]
+fn monitoring_config_file_moves_or_disables_metrics() {
+    let base = tiny_repo();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let custom = dir.path().join("custom.config");
+    std::fs::write(
+        &custom,
+        "prometheus_config {\n  enable: true,\n  path: \"/metrics\"\n}\n",
+    )
+    .expect("write");
+    let server = Server::start(
+        "hf-vit",
+        &base,
+        &[&format!("--monitoring_config_file={}", custom.display())],
+    );
+    let m = scrape(&server, "/metrics");
+    assert!(m["families"]["vitrine_model_state"].is_object(), "{m}");
+    let (status, _) = server.get("/monitoring/prometheus/metrics");
+    assert_eq!(status, 404);
+    drop(server);
+
+    let off = dir.path().join("off.config");
+    std::fs::write(&off, "prometheus_config { enable: false }").expect("write");
+    let server = Server::start(
+        "hf-vit",
+        &base,
+        &[&format!("--monitoring_config_file={}", off.display())],
+    );
+    let (status, _) = server.get("/monitoring/prometheus/metrics");
+    assert_eq!(status, 404);
+
+    let bad = dir.path().join("bad.config");
+    std::fs::write(&bad, "prometheus_config { enable: maybe }").expect("write");
+    let output = vitrine()
+        .args(["serve", "--check-config"])
+        .arg(format!("--monitoring_config_file={}", bad.display()))
+        .arg(format!("--model_base_path={}", base.display()))
+        .output()
+        .expect("run vitrine");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a valid monitoring config"), "{stderr}");
+}
