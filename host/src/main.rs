@@ -8,6 +8,7 @@
 //! - [`pool`]: warm component instances that answer requests.
 //! - [`rest`]: the HTTP front end.
 //! - [`demo`]: the bundled demo model.
+//! - [`textproto`]: protobuf text format, for TF Serving's config files.
 
 mod cli;
 mod demo;
@@ -16,6 +17,10 @@ mod pool;
 mod repository;
 mod rest;
 mod server;
+// A shared reader for TF Serving's config files; not every accessor is used
+// by every file.
+#[allow(dead_code)]
+mod textproto;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
