@@ -3,17 +3,26 @@
 //! component and TF Serving's REST API in front.
 //!
 //! - [`cli`]: flags, in TF Serving's names.
-//! - [`repository`]: finds model versions under `<base>/<name>/<version>/`.
+//! - [`model_config`]: which models to serve (`--model_config_file`).
+//! - [`repository`]: finds model versions under `<base>/<name>/<version>/`,
+//!   and says when one is completely copied.
+//! - [`lifecycle`]: loads, warms up, swaps and unloads versions.
+//! - [`registry`]: what is served now; routes a request to a version.
+//! - [`warmup`]: warm-up requests from `assets.extra/`.
 //! - [`engine`]: wasmtime setup and the compiled-component cache.
 //! - [`pool`]: warm component instances that answer requests.
-//! - [`rest`]: the HTTP front end.
+//! - [`rest`]: the HTTP front end; [`admin`]: its reload endpoint.
 //! - [`demo`]: the bundled demo model.
 //! - [`textproto`]: protobuf text format, for TF Serving's config files.
 
+mod admin;
 mod cli;
 mod demo;
 mod engine;
+mod lifecycle;
+mod model_config;
 mod pool;
+mod registry;
 mod repository;
 mod rest;
 mod server;
@@ -21,6 +30,7 @@ mod server;
 // by every file.
 #[allow(dead_code)]
 mod textproto;
+mod warmup;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

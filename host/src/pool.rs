@@ -90,6 +90,15 @@ pub struct Budgets {
     pub max_queued: usize,
 }
 
+/// What proves a new instance works before it serves: both load the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmupCall {
+    /// Load the model and run one synthetic image (`--enable_model_warmup`).
+    Inference,
+    /// Load the model only (asks for its metadata).
+    LoadOnly,
+}
+
 /// Why a request got no answer from the guest.
 #[derive(Debug)]
 pub enum CallError {
@@ -129,6 +138,7 @@ pub struct InstancePool {
     guest_runtime: tokio::runtime::Handle,
     servable: Servable,
     budgets: Budgets,
+    warmup: WarmupCall,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -145,6 +155,7 @@ impl InstancePool {
         servable: Servable,
         size: usize,
         budgets: Budgets,
+        warmup: WarmupCall,
         guest_runtime: tokio::runtime::Handle,
     ) -> anyhow::Result<Arc<InstancePool>> {
         let pre = ProxyPre::new(linker.instantiate_pre(component)?)
@@ -155,6 +166,7 @@ impl InstancePool {
             guest_runtime,
             servable,
             budgets,
+            warmup,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size.max(1))),
             queued: AtomicUsize::new(0),
@@ -205,8 +217,14 @@ impl InstancePool {
     async fn add_warm_instance(self: &Arc<Self>) -> anyhow::Result<()> {
         let permit = self.permits.clone().acquire_owned().await?;
         let instance = self.instantiate().await?;
-        let req = hyper::Request::post("http://localhost/vitrine/warmup")
-            .body(Full::new(Bytes::new()))?;
+        let req = match self.warmup {
+            WarmupCall::Inference => hyper::Request::post("http://localhost/vitrine/warmup"),
+            WarmupCall::LoadOnly => hyper::Request::get(format!(
+                "http://localhost/v1/models/{}/versions/{}/metadata",
+                self.servable.name, self.servable.version
+            )),
+        }
+        .body(Full::new(Bytes::new()))?;
         // A warm-up that traps is not replaced: the caller reports the failure
         // (a replacement would trap again, forever).
         let response = self
@@ -279,10 +297,15 @@ impl InstancePool {
                 .wasi_http_incoming_handler()
                 .call_handle(&mut instance.store, req, out)
                 .await;
-            drop(permit);
             match result {
-                Ok(()) => pool.put_back(instance),
+                // The instance is back before the permit is: a request woken
+                // by the permit must find it idle, not instantiate a cold one.
+                Ok(()) => {
+                    pool.put_back(instance);
+                    drop(permit);
+                }
                 Err(trap) => {
+                    drop(permit);
                     let failure = if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                         tracing::warn!(
                             "guest stopped at its {} ms deadline; discarding the instance",

@@ -1,7 +1,9 @@
 //! The REST front end: TF Serving's `/v1/models/...` API plus health probes.
 //!
 //! Model status is answered here from the registry; predict and metadata go
-//! to a warm component instance of the resolved version.
+//! to a warm component instance of the version [`Registry::resolve`] picks
+//! (latest, numbered, or labelled), and the reply names it in
+//! `X-Vitrine-Model-Version`.
 
 use std::sync::Arc;
 
@@ -12,10 +14,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::Full;
-use vitrine_component::api::{self, Action, ApiError, Route, VersionSelector, VersionStatus};
+use vitrine_component::api::{self, Action, ApiError, Route};
 
 use crate::pool::CallError;
-use crate::server::{Registry, VersionState};
+use crate::registry::{Registry, ResolveError};
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
@@ -27,14 +29,15 @@ pub fn router(registry: Arc<Registry>) -> Router {
 
 async fn ready(State(registry): State<Arc<Registry>>) -> Response {
     if registry.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no model version is available yet",
-        )
-            .into_response()
+        return (StatusCode::OK, "ready").into_response();
     }
+    let unready = registry.unready_models();
+    let message = if unready.is_empty() {
+        "no model is configured".to_string()
+    } else {
+        format!("no version is available yet for: {}", unready.join(", "))
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
 fn error(e: ApiError) -> Response {
@@ -63,25 +66,13 @@ async fn v1(State(registry): State<Arc<Registry>>, req: Request) -> Response {
 
 async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError> {
     let route = Route::parse(req.uri().path())?;
-    if route.model != registry.model_name {
-        return Err(ApiError::servable_not_found(&route.model, &route.version));
-    }
-    let version = match &route.version {
-        VersionSelector::Latest => None,
-        VersionSelector::Number(v) => Some(*v),
-        VersionSelector::Label(l) => {
-            return Err(ApiError::not_found(format!(
-                "no version label \"{l}\" is assigned for model {}",
-                route.model
-            )));
-        }
-    };
     if route.action == Action::Status {
-        return status(registry, &route, version);
+        return status(registry, &route);
     }
     let pool = registry
-        .available(version)
-        .ok_or_else(|| unavailable(registry, &route))?;
+        .resolve(&route.model, &route.version)
+        .map_err(resolve_error)?;
+    let version = pool.servable().version;
     let too_large = || {
         ApiError::too_large(format!(
             "request body is larger than {} bytes; raise --max_request_bytes or send fewer images per request",
@@ -100,10 +91,21 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
     let body = axum::body::to_bytes(body, registry.max_request_bytes)
         .await
         .map_err(|_| too_large())?;
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut forward = hyper::Request::builder()
-        .method(parts.method)
-        .uri(format!("http://localhost{path}"));
+    // The guest sees the version it serves by number, whatever the client
+    // named (latest or a label).
+    let suffix = match route.action {
+        Action::Predict => ":predict",
+        _ => "/metadata",
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let mut forward = hyper::Request::builder().method(parts.method).uri(format!(
+        "http://localhost/v1/models/{}/versions/{version}{suffix}{query}",
+        route.model
+    ));
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         forward = forward.header(header::CONTENT_TYPE, ct);
     }
@@ -131,67 +133,27 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
             }
         }
     })?;
-    Ok(response.map(Body::new))
+    let mut response = response.map(Body::new);
+    response
+        .headers_mut()
+        .insert(MODEL_VERSION_HEADER, header::HeaderValue::from(version));
+    Ok(response)
 }
 
-/// Why no version answers: still loading, failed, or absent.
-fn unavailable(registry: &Registry, route: &Route) -> ApiError {
-    let versions = registry.versions();
-    let wanted: Vec<_> = versions
-        .iter()
-        .filter(|(v, _)| match route.version {
-            VersionSelector::Number(n) => *v == n,
-            _ => true,
-        })
-        .collect();
-    if wanted
-        .iter()
-        .any(|(_, s)| matches!(s, VersionState::Loading))
-    {
-        return ApiError::unavailable(format!(
-            "model {} is still loading; retry shortly",
-            route.model
-        ));
+/// Names the version that answered a predict or metadata request.
+pub const MODEL_VERSION_HEADER: &str = "x-vitrine-model-version";
+
+fn resolve_error(e: ResolveError) -> ApiError {
+    match e {
+        ResolveError::NotFound(m) => ApiError::not_found(m),
+        ResolveError::Unavailable(m) => ApiError::unavailable(m),
     }
-    if let Some((v, VersionState::Failed(e))) = wanted.last() {
-        return ApiError::unavailable(format!(
-            "model {} version {v} failed to load: {e}",
-            route.model
-        ));
-    }
-    ApiError::servable_not_found(&route.model, &route.version)
 }
 
-fn status(registry: &Registry, route: &Route, version: Option<u64>) -> Result<Response, ApiError> {
-    let statuses: Vec<VersionStatus> = registry
-        .versions()
-        .into_iter()
-        .filter(|(v, _)| version.is_none_or(|want| *v == want))
-        .map(|(v, s)| {
-            let (state, error) = match s {
-                VersionState::Loading => ("LOADING", None),
-                VersionState::Available(_) => ("AVAILABLE", None),
-                VersionState::Failed(e) => ("END", Some(e)),
-            };
-            VersionStatus {
-                version: v,
-                state,
-                error,
-            }
-        })
-        .collect();
-    if statuses.is_empty() {
-        return Err(match version {
-            Some(v) => ApiError::not_found(format!(
-                "Could not find version {v} of model {}",
-                route.model
-            )),
-            None => ApiError::not_found(format!(
-                "Could not find any versions of model {}",
-                route.model
-            )),
-        });
-    }
+fn status(registry: &Registry, route: &Route) -> Result<Response, ApiError> {
+    let statuses = registry
+        .status(&route.model, &route.version)
+        .map_err(resolve_error)?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

@@ -6,6 +6,7 @@ mod support;
 mod budgets;
 mod deploy;
 mod errors;
+mod lifecycle;
 mod parity;
 mod predict;
 mod shutdown;
