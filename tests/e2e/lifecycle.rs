@@ -80,7 +80,10 @@ fn wait_until(server: &Server, what: &str, mut cond: impl FnMut() -> bool) {
 /// `version → (state, error message)` from `GET /v1/models/{model}`.
 fn states(server: &Server, model: &str) -> BTreeMap<u64, (String, String)> {
     // Tolerates a server that is still starting.
-    let Ok(resp) = client().get(server.url(&format!("/v1/models/{model}"))).send() else {
+    let Ok(resp) = client()
+        .get(server.url(&format!("/v1/models/{model}")))
+        .send()
+    else {
         return BTreeMap::new();
     };
     if resp.status() != 200 {
