@@ -874,9 +874,16 @@ fn apply_look(name: &str, t: &mut Tracked, looked: Look, now: Instant) {
     }
     let mut seen = BTreeMap::new();
     for (dir, listing) in dirs {
-        // A folder removed between the listing of the base path and its own.
-        let Ok(listing) = listing else { continue };
         let version = dir.version;
+        let Ok(listing) = listing else {
+            // Unreadable for a moment (or removed since the base path was
+            // listed): keep what was known, so a hiccup never unloads a
+            // serving version; a folder really gone is dropped next look.
+            if let Some(prev) = t.seen.remove(&version) {
+                seen.insert(version, prev);
+            }
+            continue;
+        };
         let (since, was_complete) = match t.seen.get(&version) {
             Some(prev) if prev.listing == listing => (prev.since, prev.complete),
             _ => (now, false),

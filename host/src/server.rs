@@ -110,7 +110,11 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         "model_config_file": args.model_config_file,
         "model_name": single.then_some(&args.model_name),
         "model_base_path": if single { args.model_base_path.clone() } else { None },
-        "versions_found": if single { models.first().map(|m| m["versions_found"].clone()) } else { None },
+        "versions_found": if single {
+            models.first().map_or(serde_json::json!([]), |m| m["versions_found"].clone())
+        } else {
+            serde_json::Value::Null
+        },
         "models": models,
         "demo_model": single && args.model_base_path.is_none(),
         "instances_per_version": instances(args.inter_op_parallelism),

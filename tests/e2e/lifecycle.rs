@@ -480,6 +480,14 @@ fn broken_versions_fail_in_status_and_the_served_version_keeps_serving() {
             }),
             "check preprocessor_config.json's size",
         ),
+        (
+            6,
+            // A valid, empty component: it compiles, but exports nothing.
+            stage("empty-component", &|d| {
+                std::fs::write(d.join("component.wasm"), b"\0asm\x0d\x00\x01\x00").expect("write")
+            }),
+            "does not export wasi:http/incoming-handler",
+        ),
     ];
     for (version, dir, _) in &cases {
         publish(dir, &repo.join(version.to_string()));
@@ -526,7 +534,7 @@ fn broken_versions_fail_in_status_and_the_served_version_keeps_serving() {
     let clients = load.finish();
     assert_switched_once(&clients, 1, 2);
     let s = states(&server, "m");
-    for v in [3, 4, 5] {
+    for v in [3, 4, 5, 6] {
         assert_eq!(
             s[&v].0, "END",
             "version {v} is not retried: its files did not change"
@@ -567,6 +575,43 @@ fn version_policies_and_labels_from_a_config_file() {
             }}"#
         ),
     );
+    // --check-config reads the same file and finds the same versions.
+    let out = vitrine()
+        .args(["serve", "--check-config"])
+        .arg(format!("--model_config_file={}", config.display()))
+        .output()
+        .expect("run --check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resolved: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let models = resolved["models"].as_array().expect("models");
+    assert_eq!(models.len(), 4, "{resolved}");
+    assert_eq!(models[3]["name"], "specific");
+    assert_eq!(models[3]["versions_found"], json!([1, 2, 3]));
+    assert_eq!(
+        models[3]["version_labels"],
+        json!({"canary": 3, "stable": 1})
+    );
+    let broken = config.with_file_name("broken.config");
+    std::fs::write(
+        &broken,
+        "model_config_list {\n  config { name: 'x' base_path: '/x' }\n  config {",
+    )
+    .expect("write");
+    let out = vitrine()
+        .args(["serve", "--check-config"])
+        .arg(format!("--model_config_file={}", broken.display()))
+        .output()
+        .expect("run --check-config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("line 3:"),
+        "{stderr}"
+    );
+
     let mut server = Server::spawn(
         "specific",
         &[
