@@ -275,9 +275,10 @@ fn summary(clients: &[Vec<Observed>]) -> String {
 
 #[test]
 fn a_new_version_is_swapped_in_under_load_without_a_failed_request() {
-    let repo = fresh_dir("swap");
+    let repo_dir = fresh_dir("swap");
+    let repo = repo_dir.path();
     publish(&tiny_version(0), &repo.join("1"));
-    let mut server = Server::spawn("m", &serve_args(&repo, &[]));
+    let mut server = Server::spawn("m", &serve_args(repo, &[]));
     server.wait_ready();
     let load = Load::start(
         &server,
@@ -362,7 +363,7 @@ fn top3_component() -> PathBuf {
                 .expect("run cargo build for the component");
             assert!(status.success(), "building the top-3 component failed");
             let built = target.join("wasm32-wasip2/release/vitrine_component.wasm");
-            let kept = fresh_dir("component-top3").join("component.wasm");
+            let kept = target.join("vitrine_component_top3.wasm");
             std::fs::copy(&built, &kept).expect("keep the component");
             kept
         })
@@ -372,9 +373,10 @@ fn top3_component() -> PathBuf {
 #[test]
 fn a_version_with_its_own_component_is_swapped_in_under_load() {
     let component = top3_component();
-    let repo = fresh_dir("component-swap");
+    let repo_dir = fresh_dir("component-swap");
+    let repo = repo_dir.path();
     publish(&tiny_version(0), &repo.join("1"));
-    let mut server = Server::spawn("m", &serve_args(&repo, &[]));
+    let mut server = Server::spawn("m", &serve_args(repo, &[]));
     server.wait_ready();
     let load = Load::start(
         &server,
@@ -385,11 +387,12 @@ fn a_version_with_its_own_component_is_swapped_in_under_load() {
     std::thread::sleep(Duration::from_secs(1));
 
     // Same weights, new code: only the component differs.
-    let staged = fresh_dir("component-v2");
-    copy_dir(&tiny_version(0), &staged);
+    let staged_dir = fresh_dir("component-v2");
+    let staged = staged_dir.path();
+    copy_dir(&tiny_version(0), staged);
     std::fs::copy(&component, staged.join("component.wasm")).expect("copy component");
     let started = Instant::now();
-    copy_slowly(&staged, &repo.join("2"));
+    copy_slowly(staged, &repo.join("2"));
     wait_until(
         &server,
         "version 2 serves and version 1 is unloaded",
@@ -428,9 +431,10 @@ fn a_version_with_its_own_component_is_swapped_in_under_load() {
 
 #[test]
 fn broken_versions_fail_in_status_and_the_served_version_keeps_serving() {
-    let repo = fresh_dir("broken");
+    let repo_dir = fresh_dir("broken");
+    let repo = repo_dir.path();
     publish(&tiny_version(0), &repo.join("1"));
-    let mut server = Server::spawn("m", &serve_args(&repo, &[]));
+    let mut server = Server::spawn("m", &serve_args(repo, &[]));
     server.wait_ready();
     let load = Load::start(
         &server,
@@ -443,11 +447,11 @@ fn broken_versions_fail_in_status_and_the_served_version_keeps_serving() {
     let model = std::fs::read(good.join("model.onnx")).expect("model");
     let stage = |name: &str, change: &dyn Fn(&Path)| {
         let dir = fresh_dir(name);
-        copy_dir(&good, &dir);
-        change(&dir);
+        copy_dir(&good, dir.path());
+        change(dir.path());
         dir
     };
-    let cases: Vec<(u64, PathBuf, &str)> = vec![
+    let cases: Vec<(u64, tempfile::TempDir, &str)> = vec![
         (
             2,
             stage("truncated", &|d| {
@@ -490,7 +494,7 @@ fn broken_versions_fail_in_status_and_the_served_version_keeps_serving() {
         ),
     ];
     for (version, dir, _) in &cases {
-        publish(dir, &repo.join(version.to_string()));
+        publish(dir.path(), &repo.join(version.to_string()));
     }
     wait_until(&server, "every broken version has failed", || {
         let s = states(&server, "m");
@@ -551,11 +555,13 @@ fn write_config(path: &Path, text: &str) {
 
 #[test]
 fn version_policies_and_labels_from_a_config_file() {
-    let repo = fresh_dir("policies");
+    let repo_dir = fresh_dir("policies");
+    let repo = repo_dir.path();
     for v in 1..=3 {
         publish(&tiny_version(v - 1), &repo.join(v.to_string()));
     }
-    let config = fresh_dir("policies-config").join("models.config");
+    let config_dir = fresh_dir("policies-config");
+    let config = config_dir.path().join("models.config");
     let base = repo.display();
     write_config(
         &config,
@@ -684,11 +690,13 @@ fn reload(server: &Server, body: Value) -> (u16, Value) {
 
 #[test]
 fn the_reload_endpoint_reconfigures_models_and_labels() {
-    let repo = fresh_dir("reload");
+    let repo_dir = fresh_dir("reload");
+    let repo = repo_dir.path();
     for v in 1..=3 {
         publish(&tiny_version(0), &repo.join(v.to_string()));
     }
-    let other = fresh_dir("reload-other");
+    let other_dir = fresh_dir("reload-other");
+    let other = other_dir.path();
     publish(&tiny_version(1), &other.join("1"));
     let config = |policy: &str, canary: u64, extra: &str| {
         format!(
@@ -702,7 +710,8 @@ fn the_reload_endpoint_reconfigures_models_and_labels() {
             repo.display()
         )
     };
-    let file = fresh_dir("reload-config").join("models.config");
+    let file_dir = fresh_dir("reload-config");
+    let file = file_dir.path().join("models.config");
     write_config(&file, &config("specific { versions: [1, 2] }", 2, ""));
     let mut server = Server::spawn(
         "m",
@@ -795,10 +804,13 @@ fn the_reload_endpoint_reconfigures_models_and_labels() {
 
 #[test]
 fn the_config_file_is_polled_and_readiness_covers_every_model() {
-    let a = fresh_dir("ready-a");
+    let a_dir = fresh_dir("ready-a");
+    let a = a_dir.path();
     publish(&tiny_version(0), &a.join("1"));
-    let b = fresh_dir("ready-b");
-    let file = fresh_dir("ready-config").join("models.config");
+    let b_dir = fresh_dir("ready-b");
+    let b = b_dir.path();
+    let file_dir = fresh_dir("ready-config");
+    let file = file_dir.path().join("models.config");
     let model = |name: &str, base: &Path, labels: &str| {
         format!(
             r#"config {{ name: "{name}" base_path: "{}" {labels} }}"#,
@@ -811,8 +823,8 @@ fn the_config_file_is_polled_and_readiness_covers_every_model() {
         &file,
         &format!(
             "model_config_list {{ {} {} }}",
-            model("a", &a, a_labels),
-            model("b", &b, "")
+            model("a", a, a_labels),
+            model("b", b, "")
         ),
     );
     let server = Server::spawn(
@@ -848,14 +860,15 @@ fn the_config_file_is_polled_and_readiness_covers_every_model() {
     wait_until(&server, "ready once b serves", || ready().0 == 200);
 
     // Editing the file adds and removes models without a restart.
-    let c = fresh_dir("ready-c");
+    let c_dir = fresh_dir("ready-c");
+    let c = c_dir.path();
     publish(&tiny_version(0), &c.join("4"));
     write_config(
         &file,
         &format!(
             "model_config_list {{ {} {} }}",
-            model("b", &b, ""),
-            model("c", &c, "")
+            model("b", b, ""),
+            model("c", c, "")
         ),
     );
     wait_until(&server, "model c serves", || {
@@ -879,11 +892,12 @@ fn the_config_file_is_polled_and_readiness_covers_every_model() {
 
 #[test]
 fn warm_up_requests_from_assets_extra_run_before_a_version_serves() {
-    let repo = fresh_dir("warmup");
+    let repo_dir = fresh_dir("warmup");
+    let repo = repo_dir.path();
     let with_warmup = |name: &str, files: &[(&str, Vec<u8>)]| {
         let dir = fresh_dir(name);
-        copy_dir(&tiny_version(0), &dir);
-        let warmup = dir.join("assets.extra/warmup");
+        copy_dir(&tiny_version(0), dir.path());
+        let warmup = dir.path().join("assets.extra/warmup");
         std::fs::create_dir_all(&warmup).expect("mkdir");
         for (file, bytes) in files {
             std::fs::write(warmup.join(file), bytes).expect("write");
@@ -905,9 +919,10 @@ fn warm_up_requests_from_assets_extra_run_before_a_version_serves() {
         "warmup-bad",
         &[("1.json", br#"{"instances": []}"#.to_vec())],
     );
-    publish(&good, &repo.join("1"));
-    publish(&bad, &repo.join("2"));
-    let config = fresh_dir("warmup-config").join("models.config");
+    publish(good.path(), &repo.join("1"));
+    publish(bad.path(), &repo.join("2"));
+    let config_dir = fresh_dir("warmup-config");
+    let config = config_dir.path().join("models.config");
     write_config(
         &config,
         &format!(
@@ -942,9 +957,10 @@ fn warm_up_requests_from_assets_extra_run_before_a_version_serves() {
     );
 
     // With warm-up off, the same bad request is never sent.
-    let off = fresh_dir("warmup-off");
-    publish(&bad, &off.join("1"));
-    let mut server = Server::spawn("m", &serve_args(&off, &["--enable_model_warmup=false"]));
+    let off_dir = fresh_dir("warmup-off");
+    let off = off_dir.path();
+    publish(bad.path(), &off.join("1"));
+    let mut server = Server::spawn("m", &serve_args(off, &["--enable_model_warmup=false"]));
     server.wait_ready();
     assert_eq!(server.predict(&blog_request(&coco_jpeg())).0, 200);
     assert!(
@@ -956,11 +972,12 @@ fn warm_up_requests_from_assets_extra_run_before_a_version_serves() {
 
 #[test]
 fn with_polling_off_new_versions_wait_for_a_restart() {
-    let repo = fresh_dir("no-poll");
+    let repo_dir = fresh_dir("no-poll");
+    let repo = repo_dir.path();
     publish(&tiny_version(0), &repo.join("1"));
     let mut server = Server::spawn(
         "m",
-        &serve_args(&repo, &["--file_system_poll_wait_seconds=0"]),
+        &serve_args(repo, &["--file_system_poll_wait_seconds=0"]),
     );
     server.wait_ready();
     publish(&tiny_version(1), &repo.join("2"));
@@ -995,14 +1012,16 @@ fn rss_mb(pid: u32) -> f64 {
 /// three leaked pools.
 #[test]
 fn memory_stays_flat_across_twenty_swaps() {
-    let repo = fresh_dir("rss");
-    let v1 = fresh_dir("rss-v1");
-    copy_dir(&tiny_version(0), &v1);
+    let repo_dir = fresh_dir("rss");
+    let repo = repo_dir.path();
+    let v1_dir = fresh_dir("rss-v1");
+    let v1 = v1_dir.path();
+    copy_dir(&tiny_version(0), v1);
     std::fs::write(v1.join(".ready"), b"").expect("marker");
-    publish(&v1, &repo.join("1"));
+    publish(v1, &repo.join("1"));
     let mut server = Server::spawn(
         "m",
-        &serve_args(&repo, &["--tensorflow_inter_op_parallelism=1"]),
+        &serve_args(repo, &["--tensorflow_inter_op_parallelism=1"]),
     );
     server.wait_ready();
     let body = blog_request(&coco_jpeg()).to_string();
@@ -1012,7 +1031,7 @@ fn memory_stays_flat_across_twenty_swaps() {
     let mut figures = vec![first];
     let started = Instant::now();
     for v in 2..=21u64 {
-        publish(&v1, &repo.join(v.to_string()));
+        publish(v1, &repo.join(v.to_string()));
         wait_until(&server, &format!("version {v} replaces {}", v - 1), || {
             let s = states(&server, "m");
             s.get(&v).is_some_and(|(s, _)| s == "AVAILABLE")

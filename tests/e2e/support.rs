@@ -131,14 +131,14 @@ pub fn tiny_version(seed: u64) -> PathBuf {
     dir
 }
 
-/// A fresh, empty folder for one test's model repository.
-pub fn fresh_dir(name: &str) -> PathBuf {
-    let dir =
-        scratch()
-            .join("repos")
-            .join(format!("{name}-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).expect("create repository folder");
-    dir
+/// A fresh, empty folder for one test's files, removed when dropped.
+pub fn fresh_dir(name: &str) -> tempfile::TempDir {
+    let parent = scratch().join("repos");
+    std::fs::create_dir_all(&parent).expect("create scratch folder");
+    tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir_in(parent)
+        .expect("create a test folder")
 }
 
 /// A running `vitrine serve`, killed on drop.
