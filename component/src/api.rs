@@ -248,7 +248,7 @@ impl PredictRequest {
             .collect::<Result<Vec<_>, _>>()?;
 
         let top_k = match obj.get("top_k") {
-            None => 1,
+            None => default_top_k().min(limits.max_top_k),
             Some(v) => match v.as_u64() {
                 Some(k) if k >= 1 && k as usize <= limits.max_top_k => k as usize,
                 _ => {
@@ -271,6 +271,16 @@ impl PredictRequest {
             return_logits,
         })
     }
+}
+
+/// Classes per image when a request does not say: 1, the blog's scalar
+/// shape, unless the component was built with `VITRINE_DEFAULT_TOP_K` set
+/// (a build-time choice: a different default is a different component).
+pub fn default_top_k() -> usize {
+    option_env!("VITRINE_DEFAULT_TOP_K")
+        .and_then(|k| k.parse().ok())
+        .filter(|k| *k >= 1)
+        .unwrap_or(1)
 }
 
 fn prefix(index: usize, e: ApiError) -> ApiError {

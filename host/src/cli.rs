@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +125,36 @@ pub struct ServeArgs {
     /// configuration and exit without serving.
     #[arg(long = "check-config", alias = "check_config")]
     pub check_config: bool,
+    /// A `ModelServerConfig` in protobuf text format listing the models to
+    /// serve (`model_config_list { config { ... } }`); replaces
+    /// `--model_name` and `--model_base_path`.
+    #[arg(long = "model_config_file")]
+    pub model_config_file: Option<PathBuf>,
+    /// Seconds between reads of `--model_config_file`; a changed file is
+    /// applied like a reload request. 0 reads it only at start.
+    #[arg(long = "model_config_file_poll_wait_seconds", default_value_t = 0)]
+    pub model_config_file_poll_wait_seconds: u64,
+    /// Seconds between looks at the base paths for new or removed versions.
+    /// 0 looks only when a model is configured (until what is there has
+    /// settled).
+    #[arg(long = "file_system_poll_wait_seconds", default_value_t = 1)]
+    pub file_system_poll_wait_seconds: u64,
+    /// Run warm-up requests (those in `<version>/assets.extra/`, else one
+    /// synthetic image) on every instance before a version is AVAILABLE.
+    #[arg(long = "enable_model_warmup", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub enable_model_warmup: bool,
+    /// Let a config assign a new version label to a version that is not
+    /// loaded yet (requests through it get 503 until it is).
+    #[arg(long = "allow_version_labels_for_unavailable_models", default_value_t = false,
+          action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_version_labels_for_unavailable_models: bool,
+    /// Answer `POST /v1/admin/reload-config` (TF Serving's
+    /// `HandleReloadConfigRequest` over REST). Off by default: anyone who
+    /// reaches the REST port could otherwise change what is served.
+    #[arg(long = "enable_admin_api", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub enable_admin_api: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,14 +244,16 @@ mod tests {
             "--model_name=hf-vit",
             "--model_base_path=/models/hf-vit",
             "--tensorflow_inter_op_parallelism=2",
-            "--enable_model_warmup=true",
+            "--enable_model_warmup=false",
+            "--file_system_poll_wait_seconds=30",
+            "--tensorflow_session_parallelism=1",
             "--xla_cpu_compilation_enabled",
         ]);
         let (kept, dropped) = drop_unknown_serve_flags(args);
         assert_eq!(
             dropped,
             strings(&[
-                "--enable_model_warmup=true",
+                "--tensorflow_session_parallelism=1",
                 "--xla_cpu_compilation_enabled"
             ])
         );
@@ -235,5 +267,35 @@ mod tests {
         );
         assert_eq!(s.model_name, "hf-vit");
         assert_eq!(s.model_base_path, Some(PathBuf::from("/models/hf-vit")));
+        assert!(!s.enable_model_warmup);
+        assert_eq!(s.file_system_poll_wait_seconds, 30);
+    }
+
+    #[test]
+    fn boolean_flags_take_tf_serving_spellings() {
+        for (flag, want) in [
+            ("--enable_model_warmup", true),
+            ("--enable_model_warmup=true", true),
+            ("--enable_model_warmup=false", false),
+        ] {
+            let cli = Cli::try_parse_from(["vitrine", "serve", flag]).expect(flag);
+            let Command::Serve(s) = cli.command else {
+                panic!("serve expected")
+            };
+            assert_eq!(s.enable_model_warmup, want, "{flag}");
+        }
+        let cli = Cli::try_parse_from(["vitrine", "serve"]).expect("defaults");
+        let Command::Serve(s) = cli.command else {
+            panic!("serve expected")
+        };
+        assert!(s.enable_model_warmup && !s.enable_admin_api);
+        assert!(!s.allow_version_labels_for_unavailable_models);
+        assert_eq!(
+            (
+                s.file_system_poll_wait_seconds,
+                s.model_config_file_poll_wait_seconds
+            ),
+            (1, 0)
+        );
     }
 }

@@ -3,7 +3,12 @@
 //! component and TF Serving's REST API in front.
 //!
 //! - [`cli`]: flags, in TF Serving's names.
-//! - [`repository`]: finds model versions under `<base>/<name>/<version>/`.
+//! - [`model_config`]: which models to serve (`--model_config_file`).
+//! - [`repository`]: finds model versions under `<base>/<name>/<version>/`,
+//!   and says when one is completely copied.
+//! - [`lifecycle`]: loads, warms up, swaps and unloads versions.
+//! - [`registry`]: what is served now; routes a request to a version.
+//! - [`warmup`]: warm-up requests from `assets.extra/`.
 //! - [`engine`]: wasmtime setup and the compiled-component cache.
 //! - [`pool`]: warm component instances that answer requests.
 //! - [`nn`]: `wasi:nn` for the component, backed by [`native`] tract models
@@ -13,8 +18,11 @@
 //! - [`kserve`]: KServe's v2 inference protocol on the REST port.
 //! - [`grpc`]: TF Serving's gRPC API and gRPC health.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`admin`]: the REST reload endpoint.
 //! - [`demo`]: the bundled demo model.
+//! - [`textproto`]: protobuf text format, for TF Serving's config files.
 
+mod admin;
 mod batching;
 mod bench;
 mod cli;
@@ -25,12 +33,19 @@ mod nn;
 mod grpc;
 mod kserve;
 mod metrics;
+mod lifecycle;
+mod model_config;
 mod pool;
+mod registry;
 mod repository;
 mod rest;
 mod routing;
 mod server;
+// A shared reader for TF Serving's config files; not every accessor is used
+// by every file.
+#[allow(dead_code)]
 mod textproto;
+mod warmup;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

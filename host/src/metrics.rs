@@ -21,7 +21,7 @@ use prometheus::{
 };
 
 use crate::routing::Api;
-use crate::server::{Registry, VersionState};
+use crate::registry::{Registry, VersionState};
 use crate::textproto;
 
 /// TF Serving's default metrics path.
@@ -200,14 +200,11 @@ pub fn render(registry: &Registry) -> String {
     m.instances.reset();
     m.busy.reset();
     m.queue_depth.reset();
-    let model = registry.model_name.as_str();
-    for (version, state) in registry.versions() {
+    for model in registry.model_names() {
+      let model = model.as_str();
+      for (version, state) in registry.versions(model) {
         let v = version.to_string();
-        let name = match &state {
-            VersionState::Loading => "LOADING",
-            VersionState::Available(_) => "AVAILABLE",
-            VersionState::Failed(_) => "END",
-        };
+        let name = state.name();
         m.state.with_label_values(&[model, &v, name]).set(1);
         if let VersionState::Available(pool) = state {
             let stats = pool.stats();
@@ -220,6 +217,7 @@ pub fn render(registry: &Registry) -> String {
                 .with_label_values(&labels)
                 .set(stats.queued as i64);
         }
+      }
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
@@ -358,7 +356,7 @@ mod tests {
         record_request("m", Some(1), Api::Grpc, "OK", Duration::from_millis(20));
         record_batch("m", 1, 3);
         record_load("m", 1, Duration::from_secs(2));
-        let registry = Registry::new("m".into(), 1);
+        let registry = Registry::new(1);
         let text = render(&registry);
         assert!(
             text.contains(

@@ -169,3 +169,17 @@ impl NativeModel {
         }
     }
 }
+
+/// Loads and optimises a version's model natively, off the async threads.
+pub async fn load_shared(
+    dir: &Path,
+    model: &str,
+    version: u64,
+    options: NativeOptions,
+) -> anyhow::Result<Arc<NativeModel>> {
+    let (dir, model) = (dir.to_path_buf(), model.to_string());
+    let loaded = tokio::task::spawn_blocking(move || NativeModel::load(&dir, &model, version, &options))
+        .await
+        .context("the model loader stopped")??;
+    Ok(Arc::new(loaded))
+}

@@ -105,6 +105,15 @@ pub struct Budgets {
     pub max_queued: usize,
 }
 
+/// What proves a new instance works before it serves: both load the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmupCall {
+    /// Load the model and run one synthetic image (`--enable_model_warmup`).
+    Inference,
+    /// Load the model only (asks for its metadata).
+    LoadOnly,
+}
+
 /// Why a request got no answer from the guest.
 #[derive(Debug)]
 pub enum CallError {
@@ -144,6 +153,7 @@ pub struct InstancePool {
     guest_runtime: tokio::runtime::Handle,
     servable: Servable,
     budgets: Budgets,
+    warmup: WarmupCall,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -170,6 +180,7 @@ impl InstancePool {
         servable: Servable,
         size: usize,
         budgets: Budgets,
+        warmup: WarmupCall,
         guest_runtime: tokio::runtime::Handle,
     ) -> anyhow::Result<Arc<InstancePool>> {
         let pre = ProxyPre::new(linker.instantiate_pre(component)?)
@@ -180,6 +191,7 @@ impl InstancePool {
             guest_runtime,
             servable,
             budgets,
+            warmup,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size.max(1))),
             queued: AtomicUsize::new(0),
@@ -247,7 +259,9 @@ impl InstancePool {
     async fn add_warm_instance(self: &Arc<Self>, infer: bool) -> anyhow::Result<()> {
         let permit = self.permits.clone().acquire_owned().await?;
         let instance = self.instantiate().await?;
-        let uri = if infer {
+        // A graph lent by the host is shared: one inference warms it, and
+        // the other instances only load.
+        let uri = if infer && self.warmup == WarmupCall::Inference {
             "http://localhost/vitrine/warmup"
         } else {
             "http://localhost/vitrine/warmup?run=0"
@@ -325,10 +339,15 @@ impl InstancePool {
                 .wasi_http_incoming_handler()
                 .call_handle(&mut instance.store, req, out)
                 .await;
-            drop(permit);
             match result {
-                Ok(()) => pool.put_back(instance),
+                // The instance is back before the permit is: a request woken
+                // by the permit must find it idle, not instantiate a cold one.
+                Ok(()) => {
+                    pool.put_back(instance);
+                    drop(permit);
+                }
                 Err(trap) => {
+                    drop(permit);
                     let failure = if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                         tracing::warn!(
                             "guest stopped at its {} ms deadline; discarding the instance",

@@ -1,22 +1,89 @@
-//! The model repository: `<base>/<version>/` folders in optimum's layout.
+//! The model repository: `<base>/<version>/` folders in optimum's layout, and
+//! the rule that says when a version folder is complete.
+//!
+//! **Completeness rule.** Files are copied into a volume one by one and byte
+//! by byte, so a folder that exists is not yet a version. A version folder is
+//! considered only when
+//!
+//! 1. its name is a positive integer (`2.tmp/`, `.2/` and `tmp/` are never
+//!    read, so copying to a temporary name and renaming is always safe), and
+//! 2. it holds `model.onnx`, and
+//! 3. either it holds a `.ready` file (the publisher says it is done), or its
+//!    listing (the path, size and modification time of every file in it,
+//!    recursively) is identical in two looks at least [`SETTLE`] apart.
+//!
+//! Only then is it loaded; a folder missing `config.json` at that point is a
+//! failed version, reported in the model's status. A version that failed is
+//! retried when its listing changes (the publisher fixed or finished it),
+//! never otherwise.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
 /// Files a version folder must hold before it is served.
 pub const REQUIRED_FILES: [&str; 3] = ["model.onnx", "config.json", "preprocessor_config.json"];
 
-/// A version folder found under a model's base path.
+/// The file whose presence makes a folder a version candidate.
+pub const MODEL_FILE: &str = "model.onnx";
+
+/// A publisher's "this version is complete" marker.
+pub const READY_MARKER: &str = ".ready";
+
+/// A version folder may carry its own component (pre/postprocessing code).
+pub const COMPONENT_FILE: &str = "component.wasm";
+
+/// How long a version folder's listing must stay unchanged before it is
+/// loaded.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Files listed per version folder at most; a folder with more is listed
+/// partially (it still settles once the listed part stops changing).
+const MAX_LISTED_FILES: usize = 10_000;
+
+/// A numbered folder found under a model's base path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionDir {
     pub version: u64,
     pub path: PathBuf,
 }
 
-/// Lists the complete version folders under `base`, oldest first. Folders
-/// whose name is not a positive integer are ignored, as in TF Serving.
-pub fn scan(base: &Path) -> anyhow::Result<Vec<VersionDir>> {
+/// What a version folder held at one look: enough to tell whether a copy
+/// into it is still going on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    /// `(relative path, size, modification time)` of every file, sorted.
+    pub files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+}
+
+impl Listing {
+    fn has(&self, name: &str) -> bool {
+        self.files.iter().any(|(p, _, _)| p == Path::new(name))
+    }
+
+    /// Holds `model.onnx`: worth watching.
+    pub fn has_model(&self) -> bool {
+        self.has(MODEL_FILE)
+    }
+
+    pub fn has_ready_marker(&self) -> bool {
+        self.has(READY_MARKER)
+    }
+
+    /// The required files that are missing.
+    pub fn missing(&self) -> Vec<&'static str> {
+        REQUIRED_FILES
+            .iter()
+            .copied()
+            .filter(|f| !self.has(f))
+            .collect()
+    }
+}
+
+/// Lists the numbered folders under `base`, oldest first, complete or not.
+/// Names that are not a positive integer are ignored, as in TF Serving.
+pub fn version_dirs(base: &Path) -> anyhow::Result<Vec<VersionDir>> {
     let entries = std::fs::read_dir(base).with_context(|| {
         format!(
             "cannot read the model base path {}; it must hold <version>/ folders such as {}/1/",
@@ -36,32 +103,48 @@ pub fn scan(base: &Path) -> anyhow::Result<Vec<VersionDir>> {
             continue;
         };
         let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let missing: Vec<&str> = REQUIRED_FILES
-            .iter()
-            .copied()
-            .filter(|f| !path.join(f).is_file())
-            .collect();
-        if missing.is_empty() {
+        if path.is_dir() {
             versions.push(VersionDir { version, path });
-        } else {
-            tracing::warn!(
-                "skipping {}: missing {}",
-                path.display(),
-                missing.join(", ")
-            );
         }
     }
     versions.sort_by_key(|v| v.version);
     Ok(versions)
 }
 
+/// Lists every file under `dir` with its size and modification time.
+pub fn listing(dir: &Path) -> std::io::Result<Listing> {
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let path = rel.join(entry.file_name());
+            if meta.is_dir() {
+                stack.push(path);
+            } else if files.len() < MAX_LISTED_FILES {
+                files.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    files.sort();
+    Ok(Listing { files })
+}
+
+/// Lists the version folders under `base` that hold a model, oldest first:
+/// what `--check-config` reports. It looks once, so it cannot tell a
+/// finished copy from one in progress.
+pub fn scan(base: &Path) -> anyhow::Result<Vec<VersionDir>> {
+    Ok(version_dirs(base)?
+        .into_iter()
+        .filter(|v| v.path.join(MODEL_FILE).is_file())
+        .collect())
+}
+
 /// What to tell a user whose base path holds no servable version.
 pub fn no_versions(base: &Path) -> anyhow::Error {
     anyhow::anyhow!(
-        "no complete version folder under {}: add {}/1/ with {}",
+        "no version folder under {}: add {}/1/ with {}",
         base.display(),
         base.display(),
         REQUIRED_FILES.join(", ")
@@ -73,18 +156,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_complete_numeric_versions() {
+    fn finds_numeric_versions_with_a_model() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for (name, complete) in [
+        for (name, with_model) in [
             ("1", true),
             ("10", true),
             ("2", false),
             ("tmp", true),
             ("0", true),
+            ("3.tmp", true),
         ] {
             let v = dir.path().join(name);
             std::fs::create_dir(&v).expect("mkdir");
-            let files: &[&str] = if complete {
+            let files: &[&str] = if with_model {
                 &REQUIRED_FILES
             } else {
                 &REQUIRED_FILES[1..]
@@ -93,6 +177,12 @@ mod tests {
                 std::fs::write(v.join(f), b"x").expect("write");
             }
         }
+        let all: Vec<u64> = version_dirs(dir.path())
+            .expect("scan")
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(all, vec![1, 2, 10]);
         let found: Vec<u64> = scan(dir.path())
             .expect("scan")
             .iter()
@@ -105,5 +195,40 @@ mod tests {
                 .to_string()
                 .contains("<version>/")
         );
+    }
+
+    #[test]
+    fn a_listing_changes_while_a_file_grows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("assets.extra/warmup")).expect("mkdir");
+        std::fs::write(dir.path().join("config.json"), b"{}").expect("write");
+        std::fs::write(dir.path().join("assets.extra/warmup/a.json"), b"{}").expect("write");
+        let before = listing(dir.path()).expect("listing");
+        assert!(!before.has_model());
+        assert_eq!(
+            before.missing(),
+            vec!["model.onnx", "preprocessor_config.json"]
+        );
+        assert_eq!(
+            before.files[0].0,
+            PathBuf::from("assets.extra/warmup/a.json")
+        );
+        std::fs::write(dir.path().join("model.onnx"), b"half").expect("write");
+        let half = listing(dir.path()).expect("listing");
+        assert!(half.has_model() && half != before);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("model.onnx"))
+            .expect("open");
+        f.write_all(b" and the rest").expect("append");
+        drop(f);
+        assert_ne!(listing(dir.path()).expect("listing"), half);
+        assert_eq!(
+            listing(dir.path()).expect("listing"),
+            listing(dir.path()).expect("listing")
+        );
+        std::fs::write(dir.path().join(READY_MARKER), b"").expect("write");
+        assert!(listing(dir.path()).expect("listing").has_ready_marker());
     }
 }

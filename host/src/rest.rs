@@ -2,6 +2,7 @@
 //!
 //! Model status is answered from the registry; predict and metadata go to a
 //! warm component instance of the version [`routing`] resolves.
+//! Replies name the version that answered in `X-Vitrine-Model-Version`.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use axum::routing::get;
 use vitrine_component::api::{self, Action, ApiError, Route};
 
 use crate::routing::{self, Api, Forward};
-use crate::server::{Registry, VersionState};
+use crate::registry::{Registry, VersionState};
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
@@ -27,40 +28,45 @@ pub fn router(registry: Arc<Registry>) -> Router {
 
 async fn ready(State(registry): State<Arc<Registry>>) -> Response {
     if registry.is_ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no model version is available yet",
-        )
-            .into_response()
+        return (StatusCode::OK, "ready").into_response();
     }
+    let unready = registry.unready_models();
+    let message = if unready.is_empty() {
+        "no model is configured".to_string()
+    } else {
+        format!("no version is available yet for: {}", unready.join(", "))
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
 /// Where each available version runs its model, and how many model runs
 /// and rows the host path has done: how well batching merges.
 async fn stats(State(registry): State<Arc<Registry>>) -> Response {
-    let versions: Vec<_> = registry
-        .versions()
-        .into_iter()
-        .filter_map(|(version, state)| match state {
-            VersionState::Available(pool) => Some((version, pool)),
-            _ => None,
-        })
-        .map(|(version, pool)| {
-            let graph = pool.servable().graph.as_ref();
-            let mut v = serde_json::json!({
-                "version": version.to_string(),
-                "inference": if graph.is_some() { "host" } else { "guest" },
-            });
-            if let Some(g) = graph {
-                v["batching"] = g.batching().into();
-                v["runs"] = g.stats.to_json();
-            }
-            v
-        })
-        .collect();
-    let body = serde_json::json!({ "models": { registry.model_name.as_str(): versions } });
+    let mut models = serde_json::Map::new();
+    for model in registry.model_names() {
+        let versions: Vec<_> = registry
+            .versions(&model)
+            .into_iter()
+            .filter_map(|(version, state)| match state {
+                VersionState::Available(pool) => Some((version, pool)),
+                _ => None,
+            })
+            .map(|(version, pool)| {
+                let graph = pool.servable().graph.as_ref();
+                let mut v = serde_json::json!({
+                    "version": version.to_string(),
+                    "inference": if graph.is_some() { "host" } else { "guest" },
+                });
+                if let Some(g) = graph {
+                    v["batching"] = g.batching().into();
+                    v["runs"] = g.stats.to_json();
+                }
+                v
+            })
+            .collect();
+        models.insert(model, versions.into());
+    }
+    let body = serde_json::json!({ "models": models });
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
@@ -137,7 +143,15 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
         headers: parts.headers,
         body,
     };
-    let (_, response) =
+    let (resolved, response) =
         routing::call(registry, api, &route.model, &route.version, path, forward).await?;
-    Ok(pass_through(response))
+    let mut response = pass_through(response);
+    response.headers_mut().insert(
+        MODEL_VERSION_HEADER,
+        header::HeaderValue::from(resolved.version),
+    );
+    Ok(response)
 }
+
+/// Names the version that answered a predict or metadata request.
+pub const MODEL_VERSION_HEADER: &str = "x-vitrine-model-version";

@@ -15,7 +15,7 @@ use vitrine_component::service::BATCH_SIZE_HEADER;
 
 use crate::metrics;
 use crate::pool::{self, CallError, InstancePool};
-use crate::server::{Registry, VersionState};
+use crate::registry::{Registry, ResolveError};
 
 /// Which front end a request came through, as the metrics name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,32 +148,14 @@ pub struct Resolved {
     pub pool: Arc<InstancePool>,
 }
 
-/// Picks the version of `model` that answers `selector`.
-///
-/// TODO(lifecycle): when the multi-model registry lands, this body becomes
-/// one call to its `resolve(model, Latest | Version(n) | Label(l))`; labels
-/// then resolve instead of being refused here.
+/// Picks the version of `model` that answers `selector`: the registry's
+/// one resolution, so every front end treats versions and labels alike.
 pub fn resolve(
     registry: &Registry,
     model: &str,
     selector: &VersionSelector,
 ) -> Result<Resolved, Failure> {
-    if model != registry.model_name {
-        return Err(ApiError::servable_not_found(model, selector).into());
-    }
-    let version = match selector {
-        VersionSelector::Latest => None,
-        VersionSelector::Number(v) => Some(*v),
-        VersionSelector::Label(l) => {
-            return Err(Failure::new(
-                Code::NotFound,
-                format!("no version label \"{l}\" is assigned for model {model}"),
-            ));
-        }
-    };
-    let pool = registry
-        .available(version)
-        .ok_or_else(|| unavailable(registry, model, selector))?;
+    let pool = registry.resolve(model, selector).map_err(resolve_failure)?;
     Ok(Resolved {
         model: model.to_string(),
         version: pool.servable().version,
@@ -181,32 +163,11 @@ pub fn resolve(
     })
 }
 
-/// Why no version answers: still loading, failed, or absent.
-fn unavailable(registry: &Registry, model: &str, selector: &VersionSelector) -> Failure {
-    let versions = registry.versions();
-    let wanted: Vec<_> = versions
-        .iter()
-        .filter(|(v, _)| match selector {
-            VersionSelector::Number(n) => v == n,
-            _ => true,
-        })
-        .collect();
-    if wanted
-        .iter()
-        .any(|(_, s)| matches!(s, VersionState::Loading))
-    {
-        return Failure::new(
-            Code::Unavailable,
-            format!("model {model} is still loading; retry shortly"),
-        );
+fn resolve_failure(e: ResolveError) -> Failure {
+    match e {
+        ResolveError::NotFound(m) => Failure::new(Code::NotFound, m),
+        ResolveError::Unavailable(m) => Failure::new(Code::Unavailable, m),
     }
-    if let Some((v, VersionState::Failed(e))) = wanted.last() {
-        return Failure::new(
-            Code::Unavailable,
-            format!("model {model} version {v} failed to load: {e}"),
-        );
-    }
-    ApiError::servable_not_found(model, selector).into()
 }
 
 /// Every version of `model` that `selector` names, with its state.
@@ -215,47 +176,7 @@ pub fn status(
     model: &str,
     selector: &VersionSelector,
 ) -> Result<Vec<VersionStatus>, Failure> {
-    if model != registry.model_name {
-        return Err(ApiError::servable_not_found(model, selector).into());
-    }
-    let version = match selector {
-        VersionSelector::Latest => None,
-        VersionSelector::Number(v) => Some(*v),
-        // TODO(lifecycle): resolve the label to its version.
-        VersionSelector::Label(l) => {
-            return Err(Failure::new(
-                Code::NotFound,
-                format!("no version label \"{l}\" is assigned for model {model}"),
-            ));
-        }
-    };
-    let statuses: Vec<VersionStatus> = registry
-        .versions()
-        .into_iter()
-        .filter(|(v, _)| version.is_none_or(|want| *v == want))
-        .map(|(v, s)| {
-            let (state, error) = match s {
-                VersionState::Loading => ("LOADING", None),
-                VersionState::Available(_) => ("AVAILABLE", None),
-                VersionState::Failed(e) => ("END", Some(e)),
-            };
-            VersionStatus {
-                version: v,
-                state,
-                error,
-            }
-        })
-        .collect();
-    if statuses.is_empty() {
-        return Err(Failure::new(
-            Code::NotFound,
-            match version {
-                Some(v) => format!("Could not find version {v} of model {model}"),
-                None => format!("Could not find any versions of model {model}"),
-            },
-        ));
-    }
-    Ok(statuses)
+    registry.status(model, selector).map_err(resolve_failure)
 }
 
 /// A request for the component, with the path still to be given its
@@ -326,7 +247,7 @@ pub async fn call(
 pub fn record_refused(registry: &Registry, api: Api, model: &str, code: Code, started: Instant) {
     // Names of unknown models are the client's to choose: they are not
     // metric labels.
-    let name = if model == registry.model_name {
+    let name = if registry.has_model(model) {
         model
     } else {
         ""
@@ -447,8 +368,9 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_not_found_until_the_registry_knows_labels() {
-        let registry = Registry::new("m".into(), 1);
+    fn unknown_labels_models_and_versions_are_not_found() {
+        let registry = Registry::new(1);
+        registry.add_model("m");
         let e = resolve(&registry, "m", &VersionSelector::Label("stable".into()))
             .err()
             .expect("refused");
@@ -457,12 +379,10 @@ mod tests {
         let e = resolve(&registry, "other", &VersionSelector::Latest)
             .err()
             .expect("refused");
-        assert_eq!(e.message, "Servable not found for request: Latest(other)");
-        assert_eq!(
-            status(&registry, "m", &VersionSelector::Number(3))
-                .expect_err("no versions")
-                .message,
-            "Could not find version 3 of model m"
-        );
+        assert_eq!(e.code, Code::NotFound);
+        assert!(e.message.contains("other"), "{}", e.message);
+        let e = status(&registry, "m", &VersionSelector::Number(3)).expect_err("no versions");
+        assert_eq!(e.code, Code::NotFound);
+        assert_eq!(e.message, "Could not find version 3 of model m");
     }
 }

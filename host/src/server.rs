@@ -1,127 +1,144 @@
-//! `vitrine serve`: loads the newest model version into a pool of warm
-//! component instances and serves TF Serving's REST and gRPC APIs, KServe
-//! v2 and Prometheus metrics.
+//! `vitrine serve`: wires the pieces together. The lifecycle manager loads
+//! the configured models' versions into pools of warm component instances
+//! in the background; REST v1, KServe v2, gRPC and the metrics endpoint
+//! serve them from the registry.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::batching::BatchingParameters;
 use crate::cli::{InferencePath, ServeArgs};
-use crate::native::{self, NativeModel, NativeOptions};
-use crate::pool::{Budgets, InstancePool, Servable};
-use crate::{demo, engine, grpc, kserve, metrics, pool, repository, rest};
+use crate::lifecycle::{Lifecycle, Loader};
+use crate::model_config::ModelConfig;
+use crate::native::{self, NativeOptions};
+use crate::pool::Budgets;
+pub use crate::registry::Registry;
+use crate::{
+    admin, demo, engine, grpc, kserve, lifecycle, metrics, model_config, pool, repository, rest,
+};
 
-/// Where one model version stands, in TF Serving's terms.
-#[derive(Clone)]
-pub enum VersionState {
-    Loading,
-    Available(Arc<InstancePool>),
-    Failed(String),
+/// The models to serve: `--model_config_file`, or the one model of
+/// `--model_name` and `--model_base_path` (the demo model without a path).
+/// Also returns the config file's text, to tell later when it changes.
+fn model_configs(args: &ServeArgs) -> anyhow::Result<(Vec<ModelConfig>, Option<String>)> {
+    if let Some(path) = &args.model_config_file {
+        if args.model_base_path.is_some() {
+            tracing::warn!(
+                "--model_config_file is given, so --model_name and --model_base_path are ignored"
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the model config file {}", path.display()))?;
+        let configs = model_config::parse(&text)
+            .with_context(|| format!("invalid model config file {}", path.display()))?;
+        return Ok((configs, Some(text)));
+    }
+    let base = match &args.model_base_path {
+        Some(base) => base.clone(),
+        None => {
+            tracing::info!("no --model_base_path given: serving the demo model (random weights)");
+            let cache = engine::cache_dir(args.cache_dir.as_deref());
+            demo::ensure(&cache, &args.model_name, args.demo_model)?
+        }
+    };
+    Ok((vec![ModelConfig::single(&args.model_name, &base)], None))
 }
 
-/// The models this server knows and the state of each version.
-pub struct Registry {
-    pub model_name: String,
-    versions: RwLock<BTreeMap<u64, VersionState>>,
-    pub max_request_bytes: usize,
-}
-
-impl Registry {
-    pub fn new(model_name: String, max_request_bytes: usize) -> Registry {
-        Registry {
-            model_name,
-            versions: RwLock::new(BTreeMap::new()),
-            max_request_bytes,
-        }
-    }
-
-    fn set(&self, version: u64, state: VersionState) {
-        if let Ok(mut v) = self.versions.write() {
-            v.insert(version, state);
-        }
-    }
-
-    /// Every version with its state, oldest first.
-    pub fn versions(&self) -> Vec<(u64, VersionState)> {
-        self.versions
-            .read()
-            .map(|v| v.iter().map(|(k, s)| (*k, s.clone())).collect())
-            .unwrap_or_default()
-    }
-
-    /// The pool serving `version`, or the newest available one.
-    pub fn available(&self, version: Option<u64>) -> Option<Arc<InstancePool>> {
-        let versions = self.versions.read().ok()?;
-        let pick = |s: &VersionState| match s {
-            VersionState::Available(p) => Some(p.clone()),
-            _ => None,
-        };
-        match version {
-            Some(v) => versions.get(&v).and_then(pick),
-            None => versions.values().rev().find_map(pick),
-        }
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.available(None).is_some()
-    }
+fn poll_interval(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.check_config {
         return check_config(&args);
     }
+    // Read the config before anything starts: a bad one fails fast.
+    let (configs, config_text) = model_configs(&args)?;
+    lifecycle::check_base_paths(&configs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // One worker per instance: guest inference blocks its thread.
+    // Guest inference blocks its thread, so every instance that may run at
+    // once needs one: each model's, plus a version loading beside them.
+    let instances = instances(&args);
     let guest_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(instances(&args))
+        .worker_threads(instances * (configs.len() + 1))
         .thread_name("guest")
         .enable_all()
         .build()
         .context("cannot start the guest runtime")?;
-    let result = runtime.block_on(serve(args, guest_runtime.handle().clone()));
+    let result = runtime.block_on(serve(
+        args,
+        configs,
+        config_text,
+        guest_runtime.handle().clone(),
+    ));
     guest_runtime.shutdown_background();
     result
 }
 
 /// `--check-config`: everything `serve` would refuse, refused now.
 fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
-    let versions = match &args.model_base_path {
-        Some(base) => {
-            let versions = repository::scan(base)?;
-            if versions.is_empty() {
-                return Err(repository::no_versions(base));
-            }
-            versions.iter().map(|v| v.version).collect()
-        }
-        None => Vec::new(),
+    let configs = match (&args.model_config_file, &args.model_base_path) {
+        (Some(_), _) => model_configs(args)?.0,
+        (None, Some(base)) => vec![ModelConfig::single(&args.model_name, base)],
+        (None, None) => Vec::new(),
     };
+    let mut models = Vec::new();
+    for config in &configs {
+        let versions: Vec<u64> = repository::scan(&config.base_path)?
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        if versions.is_empty() {
+            if args.file_system_poll_wait_seconds == 0 {
+                return Err(repository::no_versions(&config.base_path));
+            }
+            eprintln!(
+                "warning: {}; vitrine will serve model {} once one is copied in",
+                repository::no_versions(&config.base_path),
+                config.name
+            );
+        }
+        let mut model = config.to_json();
+        model["versions_found"] = serde_json::json!(versions);
+        models.push(model);
+    }
     engine::component_bytes(args.component.as_deref())?;
     let native = native_options(args)?;
     let monitoring = metrics::Monitoring::load(args.monitoring_config_file.as_deref())?;
+    let single = args.model_config_file.is_none();
     let resolved = serde_json::json!({
         "rest_api": format!("{}:{}", args.host, args.rest_api_port),
         "grpc_port": args.grpc_port,
         "grpc_max_message_bytes": args.grpc_max_message_bytes,
         "metrics_path": monitoring.path,
-        "model_name": args.model_name,
-        "model_base_path": args.model_base_path,
-        "versions_found": versions,
-        "demo_model": args.model_base_path.is_none(),
-        "instances_per_version": instances(args),
         "inference": format!("{:?}", args.inference).to_lowercase(),
         "batching": native.as_ref().and_then(|n| n.batching.as_ref()).map(|b| format!("{b:?}")),
+        "model_config_file": args.model_config_file,
+        "model_name": single.then_some(&args.model_name),
+        "model_base_path": if single { args.model_base_path.clone() } else { None },
+        "versions_found": if single {
+            models.first().map_or(serde_json::json!([]), |m| m["versions_found"].clone())
+        } else {
+            serde_json::Value::Null
+        },
+        "models": models,
+        "demo_model": single && args.model_base_path.is_none(),
+        "instances_per_version": instances(args),
         "max_request_bytes": args.max_request_bytes,
         "rest_api_timeout_in_ms": args.rest_api_timeout_in_ms,
         "max_instance_memory_mb": args.max_instance_memory_mb,
         "max_queued_requests": args.max_queued_requests,
         "drain_timeout_seconds": args.drain_timeout_seconds,
+        "file_system_poll_wait_seconds": args.file_system_poll_wait_seconds,
+        "model_config_file_poll_wait_seconds": args.model_config_file_poll_wait_seconds,
+        "enable_model_warmup": args.enable_model_warmup,
+        "allow_version_labels_for_unavailable_models": args.allow_version_labels_for_unavailable_models,
+        "enable_admin_api": args.enable_admin_api,
         "cache_dir": engine::cache_dir(args.cache_dir.as_deref()),
     });
     println!("{}", serde_json::to_string_pretty(&resolved)?);
@@ -171,19 +188,15 @@ fn native_options(args: &ServeArgs) -> anyhow::Result<Option<NativeOptions>> {
     }))
 }
 
-async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    configs: Vec<ModelConfig>,
+    config_text: Option<String>,
+    guest_runtime: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let cache = engine::cache_dir(args.cache_dir.as_deref());
-    let base = match args.model_base_path.clone() {
-        Some(base) => base,
-        None => {
-            let (cache, name, size) = (cache.clone(), args.model_name.clone(), args.demo_model);
-            tracing::info!("no --model_base_path given: serving the demo model (random weights)");
-            tokio::task::spawn_blocking(move || demo::ensure(&cache, &name, size)).await??
-        }
-    };
-    // Fail fast on a wrong path, bad flags or config, before binding ports.
-    let versions = repository::scan(&base)?;
+    // Bad flags or config fail fast, before ports are bound.
     let native = native_options(&args)?;
     if native.is_some() {
         let threads = native::set_intra_op_threads(args.intra_op_parallelism);
@@ -193,7 +206,6 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
         );
     }
     let monitoring = metrics::Monitoring::load(args.monitoring_config_file.as_deref())?;
-
     let engine = engine::new_engine()?;
     let wasm = engine::component_bytes(args.component.as_deref())?;
     let component = {
@@ -212,10 +224,30 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
         max_queued: args.max_queued_requests,
     };
 
-    let registry = Arc::new(Registry::new(
-        args.model_name.clone(),
-        args.max_request_bytes,
-    ));
+    let registry = Arc::new(Registry::new(args.max_request_bytes));
+    let loader = Loader {
+        engine,
+        linker,
+        default_component: component,
+        cache_dir: cache,
+        instances: instances(&args),
+        budgets,
+        guest_runtime,
+        warmup: args.enable_model_warmup,
+        native,
+    };
+    let lifecycle = Lifecycle::new(
+        registry.clone(),
+        loader,
+        poll_interval(args.file_system_poll_wait_seconds),
+        args.allow_version_labels_for_unavailable_models,
+        args.model_config_file.clone(),
+    );
+    // Models are known (and not ready) before the port opens.
+    lifecycle.configure(configs);
+    if let Some(text) = config_text {
+        lifecycle.remember_config_file(text).await;
+    }
     let addr = format!("{}:{}", args.host, args.rest_api_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -226,8 +258,9 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             )
         })?;
     tracing::info!(
-        "REST API and KServe v2 listening on {}",
-        listener.local_addr()?
+        "REST API and KServe v2 listening on {} ({:.1} s after start); models load in the background",
+        listener.local_addr()?,
+        started.elapsed().as_secs_f64()
     );
     let grpc_listener = match args.grpc_port {
         0 => None,
@@ -243,66 +276,11 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
     if let Some(path) = &monitoring.path {
         tracing::info!("Prometheus metrics at {path} on the REST port");
     }
-
-    let instances = instances(&args);
-    let loader = {
-        let registry = registry.clone();
-        let name = args.model_name.clone();
-        async move {
-            let Some(newest) = versions.last() else {
-                return tracing::error!("{:#}", repository::no_versions(&base));
-            };
-            registry.set(newest.version, VersionState::Loading);
-            let load_started = Instant::now();
-            let started_pool = async {
-                let graph = match native {
-                    Some(options) => Some(load_native(&newest.path, &name, newest.version, options).await?),
-                    None => None,
-                };
-                let servable = Servable {
-                    name: name.clone(),
-                    version: newest.version,
-                    dir: newest.path.clone(),
-                    graph,
-                };
-                InstancePool::start(
-                    &linker,
-                    &component,
-                    servable,
-                    instances,
-                    budgets,
-                    guest_runtime,
-                )
-                .await
-            };
-            match started_pool.await {
-                Ok(pool) => {
-                    if has_random_weights(&newest.path) {
-                        tracing::warn!(
-                            "model {name} version {} has RANDOM weights (a Vitrine demo model): its predictions are meaningless",
-                            newest.version
-                        );
-                    }
-                    metrics::record_load(&name, newest.version, load_started.elapsed());
-                    registry.set(newest.version, VersionState::Available(pool));
-                    tracing::info!(
-                        "model {name} version {} is AVAILABLE ({instances} warm instances, loaded in {:.1} s, {:.1} s after start)",
-                        newest.version,
-                        load_started.elapsed().as_secs_f64(),
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "model {name} version {} failed to load: {e:#}",
-                        newest.version
-                    );
-                    registry.set(newest.version, VersionState::Failed(format!("{e:#}")));
-                }
-            }
-        }
-    };
-    tokio::spawn(loader);
+    tokio::spawn(lifecycle.clone().run());
+    tokio::spawn(lifecycle.clone().label_initial());
+    if let Some(every) = poll_interval(args.model_config_file_poll_wait_seconds) {
+        tokio::spawn(lifecycle.clone().poll_config_file(every));
+    }
 
     // On SIGTERM the listener closes at once; in-flight requests get up to
     // the drain timeout, so a rolling update loses nothing yet never hangs.
@@ -317,7 +295,9 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             let _ = stop.wait_for(|s| *s).await;
         }
     };
-    let mut app = rest::router(registry.clone()).merge(kserve::router(registry.clone()));
+    let mut app = rest::router(registry.clone())
+        .merge(kserve::router(registry.clone()))
+        .merge(admin::router(lifecycle.clone(), args.enable_admin_api));
     if let Some(path) = &monitoring.path {
         app = app.merge(metrics::router(path, registry.clone()));
     }
@@ -332,7 +312,7 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
             let mut stop = grpc_stop;
             let _ = stop.wait_for(|s| *s).await;
         };
-        grpc::serve(listener, registry, grpc_max_message_bytes, stopped)
+        grpc::serve(listener, registry, lifecycle, grpc_max_message_bytes, stopped)
             .await
             .context("the gRPC server failed")
     };
@@ -346,28 +326,6 @@ async fn serve(args: ServeArgs, guest_runtime: tokio::runtime::Handle) -> anyhow
     }
     tracing::info!("shut down");
     Ok(())
-}
-
-/// Loads and optimises a version's model natively, off the async threads.
-async fn load_native(
-    dir: &std::path::Path,
-    name: &str,
-    version: u64,
-    options: NativeOptions,
-) -> anyhow::Result<Arc<NativeModel>> {
-    let (dir, name) = (dir.to_path_buf(), name.to_string());
-    let model = tokio::task::spawn_blocking(move || NativeModel::load(&dir, &name, version, &options))
-        .await
-        .context("the model loader stopped")??;
-    Ok(Arc::new(model))
-}
-
-/// Demo models mark themselves in `config.json` (`"vitrine": {"random_weights": true}`).
-fn has_random_weights(dir: &std::path::Path) -> bool {
-    std::fs::read(dir.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|c| c["vitrine"]["random_weights"] == true)
 }
 
 async fn shutdown_signal() {

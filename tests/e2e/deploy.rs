@@ -26,9 +26,9 @@ const KUSTOMIZATIONS: [(&str, &str); 5] = [
 /// installed kubectl's minor. The preStop `sleep` action needs 1.30 or later.
 const KUBERNETES_VERSION: &str = "1.32";
 
-/// TF Serving flags the manifests pass that vitrine accepts but does not
-/// implement yet (it drops them with a warning). Any other dropped flag fails.
-const ACCEPTED_UNIMPLEMENTED: [&str; 1] = ["--file_system_poll_wait_seconds"];
+/// TF Serving flags the manifests may pass that vitrine accepts but does not
+/// implement (it drops them with a warning). Any other dropped flag fails.
+const ACCEPTED_UNIMPLEMENTED: [&str; 0] = [];
 
 type Rendered = BTreeMap<String, Vec<Value>>;
 
@@ -456,6 +456,13 @@ fn assert_args_accepted(what: &str, args: &[String], repo: &Path) {
     }
     if let Some(n) = flag(args, "drain_timeout_seconds") {
         assert_eq!(resolved["drain_timeout_seconds"].to_string(), n, "{what}");
+    }
+    if let Some(n) = flag(args, "file_system_poll_wait_seconds") {
+        assert_eq!(
+            resolved["file_system_poll_wait_seconds"].to_string(),
+            n,
+            "{what}"
+        );
     }
     // Every flag is implemented, or on the short list of known no-ops.
     for line in stderr.lines().filter(|l| l.contains("ignoring flag")) {

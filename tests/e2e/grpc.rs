@@ -258,7 +258,7 @@ fn grpc_past_the_deadline_is_deadline_exceeded() {
 #[test]
 fn grpc_without_an_available_version_is_unavailable() {
     let base = broken_repo();
-    let mut server = Server::spawn("hf-vit", &base, &[], true);
+    let mut server = Server::spawn_with_grpc("hf-vit", &model_args("hf-vit", &base, &[]));
     // Wait for the load to fail.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {

@@ -11,6 +11,7 @@ mod overload;
 mod grpc;
 mod kserve;
 mod metrics;
+mod lifecycle;
 mod parity;
 mod predict;
 mod shutdown;

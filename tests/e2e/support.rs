@@ -104,6 +104,43 @@ pub fn tiny_repo() -> PathBuf {
     .clone()
 }
 
+/// A tiny demo ViT version folder with seed `seed` (different seeds give
+/// different weights, so different answers), written once per test run.
+pub fn tiny_version(seed: u64) -> PathBuf {
+    if seed == 0 {
+        return tiny_repo().join("1");
+    }
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch().join(format!("tiny-seed-{seed}"));
+    if !dir.join("model.onnx").is_file() {
+        let status = vitrine()
+            .args([
+                "demo-model",
+                "--size",
+                "tiny",
+                "--seed",
+                &seed.to_string(),
+                "--out",
+            ])
+            .arg(&dir)
+            .status()
+            .expect("run vitrine demo-model");
+        assert!(status.success(), "vitrine demo-model failed");
+    }
+    dir
+}
+
+/// A fresh, empty folder for one test's files, removed when dropped.
+pub fn fresh_dir(name: &str) -> tempfile::TempDir {
+    let parent = scratch().join("repos");
+    std::fs::create_dir_all(&parent).expect("create scratch folder");
+    tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir_in(parent)
+        .expect("create a test folder")
+}
+
 /// A running `vitrine serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -121,23 +158,43 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `--model_name` and `--model_base_path`, then `extra`.
+pub fn model_args(model: &str, base: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        format!("--model_name={model}"),
+        format!("--model_base_path={}", base.display()),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 impl Server {
     /// Starts the server on `base` and waits until `model` is AVAILABLE.
     pub fn start(model: &str, base: &Path, extra: &[&str]) -> Server {
-        let mut server = Server::spawn(model, base, extra, false);
+        let mut server = Server::spawn(model, &model_args(model, base, extra));
         server.wait_available();
         server
     }
 
     /// Like [`Server::start`], with gRPC on a port of its own.
     pub fn start_with_grpc(model: &str, base: &Path, extra: &[&str]) -> Server {
-        let mut server = Server::spawn(model, base, extra, true);
+        let mut server = Server::spawn_with_grpc(model, &model_args(model, base, extra));
         server.wait_available();
         server
     }
 
-    /// Starts the server without waiting for any version to load.
-    pub fn spawn(model: &str, base: &Path, extra: &[&str], grpc: bool) -> Server {
+    /// Starts `vitrine serve ARGS` on a free loopback port without waiting;
+    /// `model` is the one [`Server::predict`] talks to.
+    pub fn spawn(model: &str, args: &[String]) -> Server {
+        Server::launch(model, args, false)
+    }
+
+    /// Like [`Server::spawn`], with gRPC on a port of its own.
+    pub fn spawn_with_grpc(model: &str, args: &[String]) -> Server {
+        Server::launch(model, args, true)
+    }
+
+    fn launch(model: &str, args: &[String], grpc: bool) -> Server {
         precompile();
         let port = free_port();
         let grpc_port = grpc.then(free_port);
@@ -148,9 +205,7 @@ impl Server {
             .arg(format!("--rest_api_port={port}"))
             .arg("--rest_api_host=127.0.0.1")
             .arg(format!("--port={}", grpc_port.unwrap_or(0)))
-            .arg(format!("--model_name={model}"))
-            .arg(format!("--model_base_path={}", base.display()))
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -170,6 +225,29 @@ impl Server {
             "127.0.0.1:{}",
             self.grpc_port.expect("the server was started with gRPC")
         )
+    }
+
+    /// The process id, to read its memory use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `/readyz` answers 200: every configured model has an
+    /// AVAILABLE version.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!("vitrine exited with {exit} before serving:\n{}", self.log());
+            }
+            if let Ok(resp) = client().get(self.url("/readyz")).send()
+                && resp.status().as_u16() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("vitrine was not ready within 10 minutes:\n{}", self.log());
     }
 
     pub fn url(&self, path: &str) -> String {
