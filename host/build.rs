@@ -94,7 +94,14 @@ fn build_component(out_dir: &Path) -> PathBuf {
              and `cargo build --release --target wasm32-wasip2 -p vitrine-component` to see why"
         );
     }
-    target_dir.join("wasm32-wasip2/release/vitrine_component.wasm")
+    // Embed a private copy: the nested target dir's output may be replaced
+    // later (the lifecycle test builds a variant there), and rustc rebuilds
+    // the host whenever an included file changes.
+    let built = target_dir.join("wasm32-wasip2/release/vitrine_component.wasm");
+    let copy = out_dir.join("vitrine_component.wasm");
+    std::fs::copy(&built, &copy)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), copy.display()));
+    copy
 }
 
 /// rustup installs the targets in `rust-toolchain.toml` only along with the

@@ -137,7 +137,8 @@ fn grpc_client_predicts_like_rest_and_gets_canonical_errors() {
             "RESOURCE_EXHAUSTED",
             "--grpc_max_message_bytes",
         ),
-        ("reload config", "UNIMPLEMENTED", "not supported"),
+        // An empty ReloadConfigRequest: the lifecycle manager needs a list.
+        ("reload config", "INVALID_ARGUMENT", "model_config_list"),
     ] {
         let (got, details) = code(&result, case);
         assert_eq!(got, want, "{case}: {details}");

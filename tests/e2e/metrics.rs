@@ -125,8 +125,9 @@ fn metrics_count_requests_of_every_api() {
         ),
         Some(1.0)
     );
-    // Batch sizes: N requests of 1 image, one of 2 and one of 16 (a failed
-    // request runs no batch).
+    // Batch sizes: the model runs of the host path, so the version's one
+    // warm-up image, then N requests of 1 image, one of 2 and one of 16 (a
+    // failed request runs no batch).
     let version = json!({"model": "hf-vit", "version": "1"});
     assert_eq!(
         sample(
@@ -135,12 +136,12 @@ fn metrics_count_requests_of_every_api() {
             "vitrine_batch_size_count",
             &version
         ),
-        Some(N as f64 + 2.0),
+        Some(N as f64 + 3.0),
         "{m}"
     );
     assert_eq!(
         sample(&m, "vitrine_batch_size", "vitrine_batch_size_sum", &version),
-        Some(N as f64 + 18.0)
+        Some(N as f64 + 19.0)
     );
     assert_eq!(
         sample(
