@@ -145,14 +145,8 @@ impl Engine {
                 ),
             }
         }
-        Classifier::load(
-            &dir.join("model.onnx"),
-            channels,
-            height,
-            width,
-            num_labels,
-        )
-        .map(Engine::Tract)
+        Classifier::load(&dir.join("model.onnx"), channels, height, width, num_labels)
+            .map(Engine::Tract)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.

@@ -15,9 +15,9 @@
 pub mod api;
 pub mod config;
 pub mod inference;
+pub mod kserve;
 #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
 mod nn;
-pub mod kserve;
 pub mod postprocess;
 pub mod preprocess;
 pub mod service;

@@ -61,7 +61,9 @@ impl HostGraph {
                 let message = e.data();
                 match (e.code(), message.starts_with(OVERLOADED_PREFIX)) {
                     (ErrorCode::RuntimeError, true) => InferenceError::Overloaded(message),
-                    (code, _) => InferenceError::Failed(format!("host inference: {code:?}: {message}")),
+                    (code, _) => {
+                        InferenceError::Failed(format!("host inference: {code:?}: {message}"))
+                    }
                 }
             })?;
         let logits = outputs

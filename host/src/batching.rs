@@ -50,8 +50,9 @@ impl Default for BatchingParameters {
 
 impl BatchingParameters {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read --batching_parameters_file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("cannot read --batching_parameters_file {}", path.display())
+        })?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -80,7 +81,9 @@ impl BatchingParameters {
                 "num_batch_threads" => p.num_batch_threads = number()? as usize,
                 "allowed_batch_sizes" => p.allowed_batch_sizes.push(number()? as usize),
                 // Accepted for TF Serving configs; they change nothing here.
-                "pad_variable_length_inputs" | "thread_pool_name" | "enable_large_batch_splitting" => {}
+                "pad_variable_length_inputs"
+                | "thread_pool_name"
+                | "enable_large_batch_splitting" => {}
                 other => bail!(
                     "unknown batching parameter {other:?}; known: max_batch_size, batch_timeout_micros, \
                      max_enqueued_batches, num_batch_threads, allowed_batch_sizes"
@@ -98,7 +101,10 @@ impl BatchingParameters {
         }
         if !self.allowed_batch_sizes.is_empty() {
             if !self.allowed_batch_sizes.windows(2).all(|w| w[0] < w[1]) {
-                bail!("allowed_batch_sizes must increase: {:?}", self.allowed_batch_sizes);
+                bail!(
+                    "allowed_batch_sizes must increase: {:?}",
+                    self.allowed_batch_sizes
+                );
             }
             if self.allowed_batch_sizes.last() != Some(&self.max_batch_size) {
                 bail!(
@@ -306,10 +312,7 @@ fn batch_thread(shared: &Shared) {
                     Some(_) => break queue.batches.pop_front(),
                     None if queue.closed => return,
                     None => {
-                        queue = shared
-                            .wakeup
-                            .wait(queue)
-                            .unwrap_or_else(|p| p.into_inner());
+                        queue = shared.wakeup.wait(queue).unwrap_or_else(|p| p.into_inner());
                     }
                 }
             }
@@ -322,8 +325,8 @@ fn batch_thread(shared: &Shared) {
 
 fn run_batch(shared: &Shared, batch: Batch) {
     let padded = shared.params.padded(batch.rows);
-    let result = assemble(&shared.model, &batch, padded)
-        .and_then(|input| shared.model.run_tensor(input));
+    let result =
+        assemble(&shared.model, &batch, padded).and_then(|input| shared.model.run_tensor(input));
     shared.stats.record(padded);
     match result {
         Ok(logits) => {
@@ -345,7 +348,10 @@ fn run_batch(shared: &Shared, batch: Batch) {
         }
         Err(e) => {
             let message = format!("{e:#}");
-            tracing::error!("batched inference of {} images failed: {message}", batch.rows);
+            tracing::error!(
+                "batched inference of {} images failed: {message}",
+                batch.rows
+            );
             for task in batch.tasks {
                 let _ = task.reply.send(Err(message.clone()));
             }
@@ -367,7 +373,10 @@ fn assemble(model: &Classifier, batch: &Batch, padded: usize) -> anyhow::Result<
         dest.copy_from_slice(&task.input);
         at = end;
     }
-    debug_assert_eq!(f32::datum_type().size_of() * model.image_len() * batch.rows, at);
+    debug_assert_eq!(
+        f32::datum_type().size_of() * model.image_len() * batch.rows,
+        at
+    );
     Ok(input)
 }
 

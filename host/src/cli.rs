@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve models over TF Serving's REST and gRPC APIs and KServe v2.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a demo ViT with seeded random weights in optimum's ONNX layout.
     DemoModel(DemoModelArgs),
     /// Compile the component ahead of time into the cache, so `serve` starts fast.

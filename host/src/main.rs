@@ -28,13 +28,13 @@ mod bench;
 mod cli;
 mod demo;
 mod engine;
-mod native;
-mod nn;
 mod grpc;
 mod kserve;
-mod metrics;
 mod lifecycle;
+mod metrics;
 mod model_config;
+mod native;
+mod nn;
 mod pool;
 mod registry;
 mod repository;
@@ -66,7 +66,7 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse_from(args);
     let result = match cli.command {
-        Command::Serve(args) => server::run(args),
+        Command::Serve(args) => server::run(*args),
         Command::DemoModel(args) => demo::write(&args.out, args.size, args.seed),
         Command::Compile(args) => engine::compile_command(args),
         Command::BenchNative(args) => bench::native(args),

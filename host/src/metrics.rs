@@ -20,8 +20,8 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
 
-use crate::routing::Api;
 use crate::registry::{Registry, VersionState};
+use crate::routing::Api;
 use crate::textproto;
 
 /// TF Serving's default metrics path.
@@ -201,23 +201,23 @@ pub fn render(registry: &Registry) -> String {
     m.busy.reset();
     m.queue_depth.reset();
     for model in registry.model_names() {
-      let model = model.as_str();
-      for (version, state) in registry.versions(model) {
-        let v = version.to_string();
-        let name = state.name();
-        m.state.with_label_values(&[model, &v, name]).set(1);
-        if let VersionState::Available(pool) = state {
-            let stats = pool.stats();
-            let labels = [model, v.as_str()];
-            m.instances
-                .with_label_values(&labels)
-                .set(stats.instances as i64);
-            m.busy.with_label_values(&labels).set(stats.busy as i64);
-            m.queue_depth
-                .with_label_values(&labels)
-                .set(stats.queued as i64);
+        let model = model.as_str();
+        for (version, state) in registry.versions(model) {
+            let v = version.to_string();
+            let name = state.name();
+            m.state.with_label_values(&[model, &v, name]).set(1);
+            if let VersionState::Available(pool) = state {
+                let stats = pool.stats();
+                let labels = [model, v.as_str()];
+                m.instances
+                    .with_label_values(&labels)
+                    .set(stats.instances as i64);
+                m.busy.with_label_values(&labels).set(stats.busy as i64);
+                m.queue_depth
+                    .with_label_values(&labels)
+                    .set(stats.queued as i64);
+            }
         }
-      }
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
@@ -267,10 +267,12 @@ impl Monitoring {
         for (field, value) in &config.fields {
             let prometheus = match (field.as_str(), value.as_message()) {
                 ("prometheus_config", Some(m)) => m,
-                ("prometheus_config", None) => bail!("prometheus_config must be followed by {{ ... }}"),
-                (other, _) => bail!(
-                    "unknown field {other:?}; the monitoring config holds prometheus_config"
-                ),
+                ("prometheus_config", None) => {
+                    bail!("prometheus_config must be followed by {{ ... }}")
+                }
+                (other, _) => {
+                    bail!("unknown field {other:?}; the monitoring config holds prometheus_config")
+                }
             };
             for (name, value) in &prometheus.fields {
                 match name.as_str() {

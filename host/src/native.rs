@@ -79,7 +79,7 @@ impl NativeModel {
                     params.clone(),
                     stats.clone(),
                 )
-                    .context("cannot start the batcher")?,
+                .context("cannot start the batcher")?,
             ),
             None => Runner::Direct(Arc::new(Semaphore::new(options.runs_at_once.max(1)))),
         };
@@ -178,8 +178,9 @@ pub async fn load_shared(
     options: NativeOptions,
 ) -> anyhow::Result<Arc<NativeModel>> {
     let (dir, model) = (dir.to_path_buf(), model.to_string());
-    let loaded = tokio::task::spawn_blocking(move || NativeModel::load(&dir, &model, version, &options))
-        .await
-        .context("the model loader stopped")??;
+    let loaded =
+        tokio::task::spawn_blocking(move || NativeModel::load(&dir, &model, version, &options))
+            .await
+            .context("the model loader stopped")??;
     Ok(Arc::new(loaded))
 }

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use vitrine_component::api::{self, Action, ApiError, Route};
 
-use crate::routing::{self, Api, Forward};
 use crate::registry::{Registry, VersionState};
+use crate::routing::{self, Api, Forward};
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()

@@ -247,11 +247,7 @@ pub async fn call(
 pub fn record_refused(registry: &Registry, api: Api, model: &str, code: Code, started: Instant) {
     // Names of unknown models are the client's to choose: they are not
     // metric labels.
-    let name = if registry.has_model(model) {
-        model
-    } else {
-        ""
-    };
+    let name = if registry.has_model(model) { model } else { "" };
     metrics::record_request(name, None, api, code.name(), started.elapsed());
 }
 

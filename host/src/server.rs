@@ -312,9 +312,15 @@ async fn serve(
             let mut stop = grpc_stop;
             let _ = stop.wait_for(|s| *s).await;
         };
-        grpc::serve(listener, registry, lifecycle, grpc_max_message_bytes, stopped)
-            .await
-            .context("the gRPC server failed")
+        grpc::serve(
+            listener,
+            registry,
+            lifecycle,
+            grpc_max_message_bytes,
+            stopped,
+        )
+        .await
+        .context("the gRPC server failed")
     };
     let drain = std::time::Duration::from_secs(args.drain_timeout_seconds);
     let mut stop = stop_rx;

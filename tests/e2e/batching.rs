@@ -20,7 +20,11 @@ fn runs(server: &Server) -> (u64, u64) {
     let v = &stats["models"][&server.model][0];
     assert_eq!(v["inference"], "host", "{stats}");
     assert_eq!(v["batching"], true, "{stats}");
-    let n = |k: &str| v["runs"][k].as_u64().unwrap_or_else(|| panic!("no {k} in {stats}"));
+    let n = |k: &str| {
+        v["runs"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {k} in {stats}"))
+    };
     (n("model_runs"), n("rows"))
 }
 
@@ -78,9 +82,15 @@ fn concurrent_requests_share_model_runs_and_get_their_own_rows() {
         assert_eq!(status, 200, "{reply}");
         let got = &reply["predictions"][0];
         let want = &alone[k % images.len()];
-        assert_eq!(got["label"], want["label"], "request {k} got another image's answer");
+        assert_eq!(
+            got["label"], want["label"],
+            "request {k} got another image's answer"
+        );
         let diff = max_abs_diff(&floats(&got["logits"]), &floats(&want["logits"]));
-        assert!(diff <= 1e-5, "request {k}: logits differ by {diff} from its own image's");
+        assert!(
+            diff <= 1e-5,
+            "request {k}: logits differ by {diff} from its own image's"
+        );
     }
     let (runs_after, rows_after) = runs(&server);
     let (model_runs, rows) = (runs_after - runs_before, rows_after - rows_before);
@@ -124,7 +134,10 @@ fn a_full_batch_queue_answers_503_at_once() {
 
 #[test]
 fn bad_batching_parameters_are_refused_at_start() {
-    let params = params_file("bad", "max_batch_size { value: 8 }\nallowed_batch_sizes: 4\n");
+    let params = params_file(
+        "bad",
+        "max_batch_size { value: 8 }\nallowed_batch_sizes: 4\n",
+    );
     let out = vitrine()
         .args(["serve", "--check-config", "--enable_batching"])
         .arg(format!("--batching_parameters_file={}", params.display()))

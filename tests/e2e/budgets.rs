@@ -19,7 +19,11 @@ fn break_budget_then_recover(budget: &str) -> (u16, String, String) {
     let mut server = Server::start(
         "hf-vit",
         &base,
-        &["--inference=guest", "--tensorflow_inter_op_parallelism=1", budget],
+        &[
+            "--inference=guest",
+            "--tensorflow_inter_op_parallelism=1",
+            budget,
+        ],
     );
     let (status, before) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{before}");

@@ -359,7 +359,13 @@ fn top3_component() -> PathBuf {
             let status = Command::new(cargo)
                 .current_dir(workspace_root())
                 .args(["build", "--release", "--target", "wasm32-wasip2"])
-                .args(["-p", "vitrine-component", "--features", "wasi-nn", "--target-dir"])
+                .args([
+                    "-p",
+                    "vitrine-component",
+                    "--features",
+                    "wasi-nn",
+                    "--target-dir",
+                ])
                 .arg(&target)
                 .env("VITRINE_DEFAULT_TOP_K", "3")
                 .env_remove("CARGO_TARGET_DIR")

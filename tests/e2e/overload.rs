@@ -13,7 +13,9 @@ use crate::support::*;
 
 fn p99(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v.get((v.len().saturating_sub(1) * 99) / 100).copied().unwrap_or_default()
+    v.get((v.len().saturating_sub(1) * 99) / 100)
+        .copied()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -86,7 +88,10 @@ fn four_times_capacity_is_refused_with_503_and_service_recovers() {
     let (status, _) = server.get("/healthz");
     assert_eq!(status, 200);
     let (status, reply) = server.predict(&blog_request(&coco_jpeg()));
-    assert_eq!(status, 200, "service resumes at once when load drops: {reply}");
+    assert_eq!(
+        status, 200,
+        "service resumes at once when load drops: {reply}"
+    );
 }
 
 /// Sends a predict over raw TCP and hangs up without reading the reply.
@@ -122,12 +127,19 @@ fn a_client_that_hangs_up_gives_back_its_instance_and_queue_place() {
     // Hang up while queued: the queue place must come back. With one
     // instance busy and room for one waiting request, a leaked place would
     // turn the next waiting request into a 503.
-    let busy = predict_concurrently(&server, &json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 32]}), 1);
+    let busy = predict_concurrently(
+        &server,
+        &json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 32]}),
+        1,
+    );
     std::thread::sleep(Duration::from_millis(200));
     send_and_hang_up(&server, &long, Duration::from_millis(200));
     std::thread::sleep(Duration::from_millis(100));
     let (status, reply) = server.predict(&blog_request(&coco_jpeg()));
-    assert_eq!(status, 200, "the hung-up request's queue place came back: {reply}");
+    assert_eq!(
+        status, 200,
+        "the hung-up request's queue place came back: {reply}"
+    );
     for b in busy {
         assert_eq!(b.join().expect("thread").expect("reply").status, 200);
     }

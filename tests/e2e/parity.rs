@@ -79,8 +79,15 @@ fn check_both_paths(name: &str, base: &Path, model_dir: &Path) {
     assert_eq!(host.len(), guest.len());
     for (i, (h, g)) in host.iter().zip(&guest).enumerate() {
         let diff = max_abs_diff(h, g);
-        assert!(diff <= 1e-4, "image {i}: host and guest logits differ by {diff}");
-        assert_eq!(top_indices(h, 5), top_indices(g, 5), "image {i}: top-5 differs");
+        assert!(
+            diff <= 1e-4,
+            "image {i}: host and guest logits differ by {diff}"
+        );
+        assert_eq!(
+            top_indices(h, 5),
+            top_indices(g, 5),
+            "image {i}: top-5 differs"
+        );
         eprintln!("image {i}: |host - guest| = {diff:.2e}");
     }
 }
