@@ -137,6 +137,9 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prepr
     };
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
+    if format == ImageFormat::Gif {
+        check_gif_frames(bytes, limits)?;
+    }
 
     if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
         // PIL refuses these ("image file is truncated"); JPEG decoders would
@@ -210,6 +213,56 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
             height,
             limit: format!("{} pixels", limits.max_pixels),
         });
+    }
+    Ok(())
+}
+
+/// A GIF's frames carry their own sizes, and the decoder allocates for a
+/// frame before it is clipped to the logical screen: a 24x16 GIF may declare
+/// a 65304x65535 frame (found by fuzzing). Walks the block structure and
+/// checks each frame's extent before anything is decoded.
+fn check_gif_frames(bytes: &[u8], limits: &DecodeLimits) -> Result<(), PreprocessError> {
+    let le16 = |at: usize| -> Option<u32> {
+        Some(u32::from(u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])))
+    };
+    let skip_sub_blocks = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            at += 1 + len;
+            if len == 0 {
+                return Some(at);
+            }
+        }
+    };
+    let color_table = |flags: u8| if flags & 0x80 != 0 { 3usize << ((flags & 7) + 1) } else { 0 };
+    // Header (6) and logical screen descriptor (7), then the global colors.
+    let Some(&screen_flags) = bytes.get(10) else {
+        return Ok(());
+    };
+    let mut at = 13 + color_table(screen_flags);
+    // A truncated or malformed stream ends the walk: the decoder reports it.
+    while let Some(&block) = bytes.get(at) {
+        match block {
+            0x21 => match skip_sub_blocks(at + 2) {
+                Some(next) => at = next,
+                None => break,
+            },
+            0x2C => {
+                let (Some(left), Some(top), Some(w), Some(h), Some(&flags)) =
+                    (le16(at + 1), le16(at + 3), le16(at + 5), le16(at + 7), bytes.get(at + 9))
+                else {
+                    break;
+                };
+                check_dimensions(w.max(1), h.max(1), limits)?;
+                check_dimensions((left + w).max(1), (top + h).max(1), limits)?;
+                // Local colors, the LZW code size byte, then the data.
+                match skip_sub_blocks(at + 10 + color_table(flags) + 1) {
+                    Some(next) => at = next,
+                    None => break,
+                }
+            }
+            _ => break,
+        }
     }
     Ok(())
 }
