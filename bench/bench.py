@@ -112,9 +112,14 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--quick", action="store_true", help="fewer requests, for trying the script")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite BENCHMARKS.md from the last run's results.json (e.g. after editing bench/NOTES.md)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        write_report(Path(args.out), json.loads((work / "results.json").read_text()))
+        return
     scale = 0.25 if args.quick else 1.0
 
     base = work / "models/hf-vit"
