@@ -223,7 +223,10 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
 /// checks each frame's extent before anything is decoded.
 fn check_gif_frames(bytes: &[u8], limits: &DecodeLimits) -> Result<(), PreprocessError> {
     let le16 = |at: usize| -> Option<u32> {
-        Some(u32::from(u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])))
+        Some(u32::from(u16::from_le_bytes([
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+        ])))
     };
     let skip_sub_blocks = |mut at: usize| -> Option<usize> {
         loop {
@@ -234,7 +237,13 @@ fn check_gif_frames(bytes: &[u8], limits: &DecodeLimits) -> Result<(), Preproces
             }
         }
     };
-    let color_table = |flags: u8| if flags & 0x80 != 0 { 3usize << ((flags & 7) + 1) } else { 0 };
+    let color_table = |flags: u8| {
+        if flags & 0x80 != 0 {
+            3usize << ((flags & 7) + 1)
+        } else {
+            0
+        }
+    };
     // Header (6) and logical screen descriptor (7), then the global colors.
     let Some(&screen_flags) = bytes.get(10) else {
         return Ok(());
@@ -248,9 +257,13 @@ fn check_gif_frames(bytes: &[u8], limits: &DecodeLimits) -> Result<(), Preproces
                 None => break,
             },
             0x2C => {
-                let (Some(left), Some(top), Some(w), Some(h), Some(&flags)) =
-                    (le16(at + 1), le16(at + 3), le16(at + 5), le16(at + 7), bytes.get(at + 9))
-                else {
+                let (Some(left), Some(top), Some(w), Some(h), Some(&flags)) = (
+                    le16(at + 1),
+                    le16(at + 3),
+                    le16(at + 5),
+                    le16(at + 7),
+                    bytes.get(at + 9),
+                ) else {
                     break;
                 };
                 check_dimensions(w.max(1), h.max(1), limits)?;

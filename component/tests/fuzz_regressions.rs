@@ -7,7 +7,9 @@ use vitrine_component::config::PreprocessorConfig;
 use vitrine_component::preprocess::{DecodeLimits, preprocess_into};
 
 fn preprocess(name: &str) -> Result<(), String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions")
+        .join(name);
     let bytes = std::fs::read(&path).expect("regression input");
     let cfg = PreprocessorConfig::default();
     let mut out = vec![0f32; 3 * cfg.size.height as usize * cfg.size.width as usize];
