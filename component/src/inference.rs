@@ -105,6 +105,10 @@ impl Classifier {
     }
 }
 
+/// Starts the `wasi:nn` error data of a host whose batch queue is full; the
+/// component answers it with 503 (see `wit/README.md`). Shared by both sides.
+pub const OVERLOADED_PREFIX: &str = "resource exhausted:";
+
 /// Why an inference gave no logits.
 #[derive(Debug)]
 pub enum InferenceError {

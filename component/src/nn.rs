@@ -4,7 +4,7 @@
 //! preprocessed here, inside the sandbox, and the logits come back here for
 //! softmax and labels.
 
-use crate::inference::InferenceError;
+use crate::inference::{InferenceError, OVERLOADED_PREFIX};
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -16,9 +16,6 @@ use wasi::nn::errors::{Error, ErrorCode};
 use wasi::nn::graph::{self, Graph};
 use wasi::nn::inference::GraphExecutionContext;
 use wasi::nn::tensor::{Tensor, TensorType};
-
-/// Marks the host's "batch queue full" errors; see `wit/README.md`.
-pub const OVERLOADED_PREFIX: &str = "resource exhausted:";
 
 /// A graph the host loaded, optimised and lends to this instance.
 pub struct HostGraph {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tract_onnx::prelude::{Datum, Tensor};
+use tract_onnx::prelude::Tensor;
 use vitrine_component::inference::Classifier;
 
 use crate::textproto;
@@ -42,7 +42,7 @@ impl Default for BatchingParameters {
             max_batch_size: 1000,
             batch_timeout: Duration::ZERO,
             max_enqueued_batches: 100,
-            num_batch_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            num_batch_threads: crate::native::cores(),
             allowed_batch_sizes: Vec::new(),
         }
     }
@@ -361,22 +361,32 @@ fn run_batch(shared: &Shared, batch: Batch) {
 
 /// The batch's images, back to back, padded with zeros to `padded` rows.
 fn assemble(model: &Classifier, batch: &Batch, padded: usize) -> anyhow::Result<Tensor> {
-    let shape = [padded, model.channels, model.height, model.width];
-    let mut input = Tensor::zero::<f32>(&shape)?;
+    pixel_tensor(
+        model,
+        padded,
+        batch.tasks.iter().map(|t| t.input.as_slice()),
+    )
+}
+
+/// An f32 tensor `[rows, c, h, w]` filled from `parts` (little-endian pixel
+/// bytes, whole images each) in order, zeros after them: the one copy from
+/// wasi:nn's bytes into aligned storage.
+pub fn pixel_tensor<'a>(
+    model: &Classifier,
+    rows: usize,
+    parts: impl IntoIterator<Item = &'a [u8]>,
+) -> anyhow::Result<Tensor> {
+    let mut input = Tensor::zero::<f32>(&[rows, model.channels, model.height, model.width])?;
     let bytes = input.as_bytes_mut();
     let mut at = 0;
-    for task in &batch.tasks {
-        let end = at + task.input.len();
+    for part in parts {
+        let end = at + part.len();
         let Some(dest) = bytes.get_mut(at..end) else {
-            bail!("batch tasks overrun the batch tensor");
+            bail!("{end} bytes of images overrun a tensor of {rows} images");
         };
-        dest.copy_from_slice(&task.input);
+        dest.copy_from_slice(part);
         at = end;
     }
-    debug_assert_eq!(
-        f32::datum_type().size_of() * model.image_len() * batch.rows,
-        at
-    );
     Ok(input)
 }
 

@@ -7,17 +7,22 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
-use tract_onnx::prelude::{Datum, Tensor};
+use tract_onnx::prelude::Datum;
 use vitrine_component::inference::{Classifier, Engine};
 use vitrine_component::service::LoadedModel;
 
-use crate::batching::{BatchScheduler, BatchingParameters, RunStats};
+use crate::batching::{BatchScheduler, BatchingParameters, RunStats, pixel_tensor};
+
+/// The machine's cores: the default for every "0 = one per core" flag.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Sets the threads one model run uses (`--tensorflow_intra_op_parallelism`,
 /// 0 = one per core). Process-wide: tract reads its default executor.
 pub fn set_intra_op_threads(threads: usize) -> usize {
     let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => cores(),
         n => n,
     };
     if threads > 1 {
@@ -123,9 +128,7 @@ impl NativeModel {
                 let classifier = self.classifier.clone();
                 let stats = self.stats.clone();
                 tokio::task::spawn_blocking(move || {
-                    let [c, h, w] = [classifier.channels, classifier.height, classifier.width];
-                    let mut tensor = Tensor::zero::<f32>(&[rows, c, h, w])?;
-                    tensor.as_bytes_mut().copy_from_slice(&input);
+                    let tensor = pixel_tensor(&classifier, rows, [input.as_slice()])?;
                     drop(input);
                     let logits = classifier.run_tensor(tensor)?;
                     stats.record(rows);

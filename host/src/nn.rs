@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
+use vitrine_component::inference::OVERLOADED_PREFIX;
+
 use crate::native::{NativeError, NativeModel};
 use crate::pool::HostState;
 
@@ -49,10 +51,6 @@ pub struct NnContext(Arc<NativeModel>);
 pub struct NnState {
     pub graph: Option<(String, Arc<NativeModel>)>,
 }
-
-/// Prefix of the error data for a full batch queue, which the component
-/// answers with 503; see `wit/README.md`.
-pub const OVERLOADED_PREFIX: &str = "resource exhausted:";
 
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     NnClient::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)

@@ -315,7 +315,11 @@ pub async fn read_reply(response: pool::Response) -> Result<(HeaderMap, Bytes), 
     // The guest says 503 both for "still loading" and for a full batch
     // queue; only the latter is RESOURCE_EXHAUSTED.
     let code = match Code::from_http_status(parts.status.as_u16()) {
-        Code::Unavailable if message.starts_with(crate::nn::OVERLOADED_PREFIX) => Code::Overloaded,
+        Code::Unavailable
+            if message.starts_with(vitrine_component::inference::OVERLOADED_PREFIX) =>
+        {
+            Code::Overloaded
+        }
         code => code,
     };
     Err(Failure::new(code, message))

@@ -12,7 +12,7 @@ use crate::batching::BatchingParameters;
 use crate::cli::{InferencePath, ServeArgs};
 use crate::lifecycle::{Lifecycle, Loader};
 use crate::model_config::ModelConfig;
-use crate::native::{self, NativeOptions};
+use crate::native::{self, NativeOptions, cores};
 use crate::pool::Budgets;
 pub use crate::registry::Registry;
 use crate::{
@@ -143,10 +143,6 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&resolved)?);
     Ok(())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Warm instances per version. On the host path an instance only decodes
