@@ -1,7 +1,6 @@
 //! Runs a ViT ONNX export: in the guest with tract, or through `wasi:nn` on
 //! the host when the host offers the graph.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
@@ -18,18 +17,18 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Loads `model.onnx`, fixes its input to f32 `[batch, channels, height, width]`
+    /// Parses a `model.onnx`, fixes its input to f32 `[batch, channels, height, width]`
     /// (batch symbolic) and optimises it.
-    pub fn load(
-        path: &Path,
+    pub fn from_onnx(
+        onnx: &[u8],
         channels: usize,
         height: usize,
         width: usize,
         num_labels: usize,
     ) -> anyhow::Result<Classifier> {
         let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .with_context(|| format!("cannot parse {} as ONNX", path.display()))?;
+            .model_for_read(&mut &onnx[..])
+            .context("cannot parse model.onnx as ONNX")?;
         check_declared_input(&model, channels, height, width)?;
         let batch = model.symbols.sym("batch_size");
         let shape: TVec<TDim> = tvec![batch.into(), channels.into(), height.into(), width.into()];
@@ -128,9 +127,10 @@ pub enum Engine {
 
 impl Engine {
     /// The host's graph when the host names one in `VITRINE_NN_GRAPH` and
-    /// lends it, else the model in `dir` loaded into the guest.
+    /// lends it, else the `model.onnx` that `read_onnx` returns, loaded into
+    /// the guest.
     pub fn load(
-        dir: &Path,
+        read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
         channels: usize,
         height: usize,
         width: usize,
@@ -149,8 +149,7 @@ impl Engine {
                 ),
             }
         }
-        Classifier::load(&dir.join("model.onnx"), channels, height, width, num_labels)
-            .map(Engine::Tract)
+        Classifier::from_onnx(&read_onnx()?, channels, height, width, num_labels).map(Engine::Tract)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.

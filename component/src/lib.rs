@@ -11,6 +11,8 @@
 //! - [`api`]: TF Serving's REST routes, request and reply shapes.
 //! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
 //! - [`service`]: the handler tying them together.
+//! - `preinit` (wasm only): the `wizer-initialize` export `vitrine preinit`
+//!   calls to snapshot the component with the model already loaded.
 
 pub mod api;
 pub mod config;
@@ -19,6 +21,8 @@ pub mod kserve;
 #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
 mod nn;
 pub mod postprocess;
+#[cfg(target_arch = "wasm32")]
+mod preinit;
 pub mod preprocess;
 pub mod service;
 

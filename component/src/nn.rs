@@ -12,10 +12,10 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use wasi::nn::errors::{Error, ErrorCode};
-use wasi::nn::graph::{self, Graph};
-use wasi::nn::inference::GraphExecutionContext;
-use wasi::nn::tensor::{Tensor, TensorType};
+use self::wasi::nn::errors::{Error, ErrorCode};
+use self::wasi::nn::graph::{self, Graph};
+use self::wasi::nn::inference::GraphExecutionContext;
+use self::wasi::nn::tensor::{Tensor, TensorType};
 
 /// A graph the host loaded, optimised and lends to this instance.
 pub struct HostGraph {

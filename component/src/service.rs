@@ -60,11 +60,20 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Loads the version folder `dir`.
     pub fn load(dir: &std::path::Path) -> anyhow::Result<LoadedModel> {
-        let read = |name: &str| {
+        LoadedModel::from_files(&dir.display().to_string(), |name| {
             let path = dir.join(name);
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-        };
+        })
+    }
+
+    /// Loads a version folder whose files `read` returns by name; `dir` only
+    /// names the folder in errors.
+    pub fn from_files(
+        dir: &str,
+        read: impl Fn(&str) -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<LoadedModel> {
         let preprocessor = PreprocessorConfig::from_json(&read("preprocessor_config.json")?)
             .context("invalid preprocessor_config.json")?;
         let config =
@@ -76,7 +85,8 @@ impl LoadedModel {
         ];
         let [c, h, w] = image_shape;
         let num_labels = config.id2label.len();
-        let engine = Engine::load(dir, c, h, w, num_labels)?;
+        let engine = Engine::load(|| read("model.onnx"), c, h, w, num_labels)
+            .with_context(|| format!("cannot load the model in {dir}"))?;
         Ok(LoadedModel {
             engine,
             preprocessor,
@@ -173,6 +183,8 @@ pub const BATCH_SIZE_HEADER: &str = "vitrine-batch-size";
 pub struct Service {
     config: ServiceConfig,
     model: OnceLock<Result<LoadedModel, String>>,
+    /// The model came loaded in the component's memory (`vitrine preinit`).
+    preinitialized: bool,
 }
 
 /// Path the host uses to load the model and run one synthetic image before
@@ -185,6 +197,25 @@ impl Service {
         Service {
             config,
             model: OnceLock::new(),
+            preinitialized: false,
+        }
+    }
+
+    /// A service for `model`, already loaded as `model_name` at `version`:
+    /// the pre-initialized component's. `config`'s limits still apply, but
+    /// its model name, version and folder give way to the loaded model's.
+    pub fn with_model(
+        mut config: ServiceConfig,
+        model_name: String,
+        version: u64,
+        model: LoadedModel,
+    ) -> Service {
+        config.model_name = model_name;
+        config.version = version;
+        Service {
+            config,
+            model: OnceLock::from(Ok(model)),
+            preinitialized: true,
         }
     }
 
@@ -315,6 +346,7 @@ impl Service {
             "num_labels": m.num_labels,
             "inference": m.engine.kind(),
             "random_weights": m.config.random_weights,
+            "preinitialized": self.preinitialized,
         });
         if m.config.random_weights {
             vitrine["warning"] =

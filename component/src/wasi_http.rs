@@ -10,10 +10,17 @@ use crate::kserve::HEADER_LENGTH;
 use crate::service::{BATCH_SIZE_HEADER, Service, ServiceConfig};
 
 /// One service per instance: the model is loaded by the first request and
-/// reused by every later one the instance serves.
+/// reused by every later one the instance serves, unless the component was
+/// pre-initialized and the model is already in memory.
 fn service() -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();
-    SERVICE.get_or_init(|| Service::new(ServiceConfig::from_env()))
+    SERVICE.get_or_init(|| {
+        let config = ServiceConfig::from_env();
+        match crate::preinit::take() {
+            Some(p) => Service::with_model(config, p.model_name, p.version, p.model),
+            None => Service::new(config),
+        }
+    })
 }
 
 #[http_component]

@@ -24,6 +24,11 @@ pub enum Command {
     DemoModel(DemoModelArgs),
     /// Compile the component ahead of time into the cache, so `serve` starts fast.
     Compile(CompileArgs),
+    /// Pre-initialize the component with one model version (wasmtime-wizer):
+    /// the model is loaded and optimised now, so every instance of the
+    /// written component starts with it in memory (for Spin and `wasmtime
+    /// serve`, which create an instance per request).
+    Preinit(PreinitArgs),
     /// Time the bare model natively with tract, no server (for the benchmark).
     #[command(hide = true)]
     BenchNative(BenchNativeArgs),
@@ -102,6 +107,11 @@ pub struct ServeArgs {
     /// about 1 GiB in the guest.
     #[arg(long = "max_instance_memory_mb", default_value_t = 3072)]
     pub max_instance_memory_mb: usize,
+    /// Requests one component instance answers before it is discarded and
+    /// a fresh one instantiated for the next (0 = no limit). 1 runs every
+    /// request in a new instance, as Spin and `wasmtime serve` do.
+    #[arg(long = "max_requests_per_instance", default_value_t = 0)]
+    pub max_requests_per_instance: u64,
     /// Requests per model version that may wait for a busy instance; more
     /// are refused at once with 503 and `Retry-After`.
     #[arg(long = "max_queued_requests", default_value_t = 32)]
@@ -166,6 +176,28 @@ pub struct DemoModelArgs {
     pub size: DemoSize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PreinitArgs {
+    /// The version folder to load: `model.onnx`, `config.json`,
+    /// `preprocessor_config.json`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Where to write the pre-initialized component.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The component to pre-initialize; defaults to the one built into this
+    /// binary (which imports `wasi:nn`: for Spin, pass the plain build that
+    /// `spin build` writes).
+    #[arg(long)]
+    pub component: Option<PathBuf>,
+    /// The model name the component answers to.
+    #[arg(long = "model_name", default_value = "hf-vit")]
+    pub model_name: String,
+    /// The version number the component reports.
+    #[arg(long = "model_version", default_value_t = 1)]
+    pub model_version: u64,
 }
 
 #[derive(Debug, Args)]

@@ -95,7 +95,17 @@ impl Loader {
             None => self.default_component.clone(),
         };
         let graph = match &self.native {
-            Some(options) => Some(native::load_shared(dir, model, version, options.clone()).await?),
+            Some(options) if imports_wasi_nn(&self.engine, &component) => {
+                Some(native::load_shared(dir, model, version, options.clone()).await?)
+            }
+            Some(_) => {
+                // A Spin build or a pre-initialized one: a native copy of
+                // the model would only take memory.
+                tracing::info!(
+                    "model {model} version {version}: its component does not import wasi:nn, so the model runs in the guest"
+                );
+                None
+            }
             None => None,
         };
         let servable = Servable {
@@ -129,6 +139,14 @@ impl Loader {
         }
         Ok(pool)
     }
+}
+
+/// Whether `component` can borrow the host's graph (the host path).
+fn imports_wasi_nn(engine: &wasmtime::Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:nn/"))
 }
 
 /// What a version folder brings besides the model: read before loading.

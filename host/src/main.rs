@@ -36,6 +36,7 @@ mod model_config;
 mod native;
 mod nn;
 mod pool;
+mod preinit;
 mod registry;
 mod repository;
 mod rest;
@@ -69,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => server::run(*args),
         Command::DemoModel(args) => demo::write(&args.out, args.size, args.seed),
         Command::Compile(args) => engine::compile_command(args),
+        Command::Preinit(args) => preinit::command(args),
         Command::BenchNative(args) => bench::native(args),
     };
     match result {

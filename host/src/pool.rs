@@ -39,6 +39,20 @@ pub struct HostState {
     limits: StoreLimits,
 }
 
+impl HostState {
+    /// State for an instance outside any pool, without `wasi:nn` graphs or
+    /// memory limits (pre-initialization).
+    pub fn standalone(wasi: WasiCtx) -> HostState {
+        HostState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            nn: NnState::default(),
+            limits: StoreLimits::default(),
+        }
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -89,6 +103,8 @@ impl Servable {
 struct Instance {
     store: Store<HostState>,
     proxy: Proxy,
+    /// Requests answered, warm-up included.
+    requests: u64,
 }
 
 /// What one instance may spend: the sandbox's budgets.
@@ -103,6 +119,9 @@ pub struct Budgets {
     /// Requests that may wait for a busy instance; past that they are
     /// refused at once rather than piling up.
     pub max_queued: usize,
+    /// Requests an instance answers before it is discarded (0 = no limit);
+    /// warm-up does not count.
+    pub max_requests_per_instance: u64,
 }
 
 /// What proves a new instance works before it serves: both load the model.
@@ -252,7 +271,11 @@ impl InstancePool {
             .await
             .map_err(anyhow::Error::from)
             .context("the component does not instantiate")?;
-        Ok(Instance { store, proxy })
+        Ok(Instance {
+            store,
+            proxy,
+            requests: 0,
+        })
     }
 
     /// Instantiates, runs the warm-up request, and leaves the instance idle.
@@ -285,7 +308,13 @@ impl InstancePool {
         Ok(())
     }
 
+    /// Returns `instance` to the idle set, or drops it once it has answered
+    /// its quota; the next request then instantiates a fresh one.
     fn put_back(&self, instance: Instance) {
+        let quota = self.budgets.max_requests_per_instance;
+        if quota > 0 && instance.requests >= quota {
+            return;
+        }
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(instance);
         }
@@ -407,11 +436,14 @@ impl InstancePool {
                     .map_err(|e| CallError::Internal(e.into()))?
             }
         };
-        let instance = match self.take_idle() {
+        let mut instance = match self.take_idle() {
             Some(i) => i,
-            // Only while a replacement is still warming up.
+            // While a replacement is still warming up, or when instances
+            // answer a limited number of requests: instantiated cold, on
+            // this request's time, as Spin does.
             None => self.instantiate().await.map_err(CallError::Internal)?,
         };
+        instance.requests += 1;
         self.call(instance, req, self.budgets.request_timeout, permit, true)
             .await
     }

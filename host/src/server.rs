@@ -218,6 +218,7 @@ async fn serve(
         warmup_timeout: std::time::Duration::from_secs(600),
         max_memory_bytes: args.max_instance_memory_mb << 20,
         max_queued: args.max_queued_requests,
+        max_requests_per_instance: args.max_requests_per_instance,
     };
 
     let registry = Arc::new(Registry::new(args.max_request_bytes));

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -339,47 +338,11 @@ fn a_new_version_is_swapped_in_under_load_without_a_failed_request() {
 }
 
 /// The component built with a default top-k of 3: different code, not a
-/// setting. Built in the folder (and with the features) `host/build.rs`
-/// builds the embedded component in, so only the component crate itself is
-/// recompiled; the copy is taken at once.
+/// setting.
 fn top3_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let target = std::env::var_os("VITRINE_WASM_TARGET_DIR")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    Path::new(env!("CARGO_TARGET_TMPDIR"))
-                        .parent()
-                        .expect("target dir")
-                        .join("wasm-component")
-                });
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(workspace_root())
-                .args(["build", "--release", "--target", "wasm32-wasip2"])
-                .args([
-                    "-p",
-                    "vitrine-component",
-                    "--features",
-                    "wasi-nn",
-                    "--target-dir",
-                ])
-                .arg(&target)
-                .env("VITRINE_DEFAULT_TOP_K", "3")
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .env_remove("RUSTC_WORKSPACE_WRAPPER")
-                .status()
-                .expect("run cargo build for the component");
-            assert!(status.success(), "building the top-3 component failed");
-            let built = target.join("wasm32-wasip2/release/vitrine_component.wasm");
-            let kept = target.join("vitrine_component_top3.wasm");
-            std::fs::copy(&built, &kept).expect("keep the component");
-            kept
-        })
+        .get_or_init(|| build_component("top3", &["wasi-nn"], &[("VITRINE_DEFAULT_TOP_K", "3")]))
         .clone()
 }
 

@@ -14,4 +14,5 @@ mod metrics;
 mod overload;
 mod parity;
 mod predict;
+mod preinit;
 mod shutdown;

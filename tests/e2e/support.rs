@@ -528,3 +528,51 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let sum: f64 = exps.iter().sum();
     exps.iter().map(|e| (e / sum) as f32).collect()
 }
+
+/// Builds a variant of the component crate with `features` and `env` and
+/// keeps a copy named after `name`. Built in the folder `host/build.rs`
+/// builds the embedded component in, so the dependencies are reused and only
+/// the component crate is compiled again; the copy is taken at once, before
+/// another build replaces the output.
+pub fn build_component(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    let target = std::env::var_os("VITRINE_WASM_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .expect("target dir")
+                .join("wasm-component")
+        });
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["-p", "vitrine-component", "--target-dir"])
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().expect("run cargo build for the component");
+    assert!(status.success(), "building the {name} component failed");
+    let built = target.join("wasm32-wasip2/release/vitrine_component.wasm");
+    let kept = target.join(format!("vitrine_component_{name}.wasm"));
+    std::fs::copy(&built, &kept).expect("keep the component");
+    kept
+}
+
+/// The build `spin.toml`'s first step makes: no features, so no `wasi:nn`
+/// import, which Spin does not provide.
+pub fn spin_component() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_component("spin", &[], &[]))
+        .clone()
+}

@@ -121,6 +121,33 @@ def cargo_output(command):
     }
 
 
+def build_output(command):
+    """What a build command writes: a `cargo build` of the component, then
+    optionally `cargo run -p vitrine -- preinit` on exactly that output."""
+    steps = [step.strip() for step in command.split("&&")]
+    built = cargo_output(steps[0])
+    if len(steps) == 1:
+        return built
+    if len(steps) > 2:
+        raise ValueError(f"expected at most two steps (build, preinit), got {len(steps)}")
+    argv = shlex.split(steps[1])
+    if "--" not in argv or argv[:2] != ["cargo", "run"]:
+        raise ValueError(f"expected `cargo run ... -- preinit ...`, got {steps[1]!r}")
+    cut = argv.index("--")
+    runner, preinit = argv[:cut], argv[cut + 1:]
+    if "vitrine" not in runner or not preinit or preinit[0] != "preinit":
+        raise ValueError(f"the second step must run `vitrine preinit`, got {steps[1]!r}")
+    opts = dict(zip(preinit[1::2], preinit[2::2]))
+    if opts.get("--component") != built["output"]:
+        raise ValueError(
+            f"preinit takes --component {opts.get('--component')}, not what the build "
+            f"writes ({built['output']})")
+    if "--out" not in opts or "--model" not in opts:
+        raise ValueError("preinit needs --model and --out")
+    return {**built, "component": built["output"], "output": opts["--out"],
+            "preinit_args": preinit}
+
+
 def check_spin(args):
     manifest_path = pathlib.Path(args.manifest)
     root = manifest_path.parent
@@ -150,7 +177,7 @@ def check_spin(args):
             problems.append(f"component {cid}: no [component.{cid}.build] command")
         else:
             try:
-                built = cargo_output(build["command"])
+                built = build_output(build["command"])
             except ValueError as e:
                 problems.append(f"component {cid}: {e}")
             else:

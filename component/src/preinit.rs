@@ -1,0 +1,152 @@
+//! Pre-initialization: the model loaded at build time instead of per instance.
+//!
+//! Spin and `wasmtime serve` create an instance for every request, so a plain
+//! build loads and optimises the model on every request. `vitrine preinit`
+//! (wasmtime-wizer) instead calls [`wizer-initialize`](Preinit) once, with the
+//! model folder preopened, and snapshots the instance's memory into a new
+//! component. Every instance of that component starts with the optimised
+//! model in memory and never opens a file.
+//!
+//! Two things keep the snapshot usable and small:
+//! - The files are read through `wasi:filesystem` directly and every handle
+//!   is dropped before returning. wasi-libc would cache its preopen handles in
+//!   memory, and those handles do not exist in a later instance.
+//! - While loading, freed memory is zeroed ([`ZeroFreed`]): the snapshot
+//!   skips zero pages, so the ONNX bytes and tract's intermediate graphs,
+//!   freed once the plan is optimised, do not end up in the component.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use wasi::filesystem::preopens;
+use wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
+
+use crate::service::{LoadedModel, ServiceConfig};
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "vitrine:component/preinit",
+});
+
+/// A model loaded by `wizer-initialize`, with the name and version it was
+/// loaded as: the snapshot is of that one version.
+pub struct Preloaded {
+    pub model_name: String,
+    pub version: u64,
+    pub model: LoadedModel,
+}
+
+static PRELOADED: Mutex<Option<Preloaded>> = Mutex::new(None);
+
+/// The pre-initialized model, once: the service takes it on its first request.
+pub fn take() -> Option<Preloaded> {
+    PRELOADED.lock().ok().and_then(|mut p| p.take())
+}
+
+struct Preinit;
+
+impl Guest for Preinit {
+    fn wizer_initialize() {
+        ZERO_FREED.store(true, Ordering::SeqCst);
+        let result = preload();
+        ZERO_FREED.store(false, Ordering::SeqCst);
+        match result {
+            Ok(p) => {
+                if let Ok(mut slot) = PRELOADED.lock() {
+                    *slot = Some(p);
+                }
+            }
+            // Traps, and wizer reports the message: there is nothing to snapshot.
+            Err(e) => panic!("vitrine: cannot pre-initialize the model: {e:#}"),
+        }
+    }
+}
+
+export!(Preinit);
+
+fn preload() -> anyhow::Result<Preloaded> {
+    let config = ServiceConfig::from_env();
+    let guest_dir = config.model_dir.to_string_lossy().into_owned();
+    let dirs = preopens::get_directories();
+    let Some((dir, _)) = dirs.iter().find(|(_, path)| *path == guest_dir) else {
+        bail!("{guest_dir} is not preopened; preopen the model folder there (VITRINE_MODEL_DIR)");
+    };
+    let model = LoadedModel::from_files(&guest_dir, |name| read_file(dir, name))?;
+    Ok(Preloaded {
+        model_name: config.model_name,
+        version: config.version,
+        model,
+    })
+}
+
+fn read_file(dir: &Descriptor, name: &str) -> anyhow::Result<Vec<u8>> {
+    let file = dir
+        .open_at(
+            PathFlags::SYMLINK_FOLLOW,
+            name,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        )
+        .with_context(|| format!("cannot open {name}"))?;
+    let size = file
+        .stat()
+        .with_context(|| format!("cannot stat {name}"))?
+        .size;
+    let mut bytes = Vec::with_capacity(size as usize);
+    loop {
+        let (chunk, eof) = file
+            .read(16 << 20, bytes.len() as u64)
+            .with_context(|| format!("cannot read {name}"))?;
+        bytes.extend_from_slice(&chunk);
+        if eof || chunk.is_empty() {
+            return Ok(bytes);
+        }
+    }
+}
+
+/// Set while pre-initializing: see the module docs.
+static ZERO_FREED: AtomicBool = AtomicBool::new(false);
+
+/// The system allocator, zeroing what is freed while [`ZERO_FREED`] is set.
+struct ZeroFreed;
+
+// SAFETY: every call goes to `System`; zeroing writes only to the block being
+// freed, which the caller still owns.
+unsafe impl GlobalAlloc for ZeroFreed {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ZERO_FREED.load(Ordering::Relaxed) {
+            unsafe { ptr.write_bytes(0, layout.size()) };
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !ZERO_FREED.load(Ordering::Relaxed) {
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // Moving by hand so the old block can be zeroed.
+        // SAFETY: the caller guarantees `new_size` is valid for `layout`'s alignment.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let new = unsafe { System.alloc(new_layout) };
+        if !new.is_null() {
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: ZeroFreed = ZeroFreed;
