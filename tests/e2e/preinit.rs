@@ -55,7 +55,11 @@ fn a_preinitialized_component_serves_fresh_instances_without_reading_the_model()
 
     // What the model computes: the onnxruntime reference on our own pixels.
     let pixels = vitrine_pixels(&coco_jpeg(), &repo.join("1"));
-    let reference = Reference::compute(&repo.join("1"), &[coco_jpeg()], &[pixels.clone()]);
+    let reference = Reference::compute(
+        &repo.join("1"),
+        &[coco_jpeg()],
+        std::slice::from_ref(&pixels),
+    );
     let expected = reference.pixel_logits(&pixels);
 
     let flags = [
