@@ -28,7 +28,7 @@ async fn handle(req: IncomingRequest) -> Response {
     let method = req.method().to_string();
     let path = req.path_with_query().unwrap_or_default();
     // KServe's binary tensor data: the JSON header's length, if given.
-    let header_length = match req.headers().get(&HEADER_LENGTH.to_string()).first() {
+    let header_length = match req.headers().get(HEADER_LENGTH).first() {
         None => Ok(None),
         Some(v) => std::str::from_utf8(v)
             .ok()
