@@ -105,29 +105,13 @@ def oha(oha_bin, url, body_file, c, n, timeout):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--vitrine", required=True)
-    ap.add_argument("--oha", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    ap.add_argument("--quick", action="store_true", help="fewer requests, for trying the script")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite BENCHMARKS.md from the last run's results.json (e.g. after editing bench/NOTES.md)")
-    args = ap.parse_args()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    if args.report_only:
-        write_report(Path(args.out), json.loads((work / "results.json").read_text()))
-        return
-    scale = 0.25 if args.quick else 1.0
-
+def prepare(args, work):
+    """The demo model, the compiled component and the blog's request body."""
     base = work / "models/hf-vit"
     model_dir = base / "1"
     if not (model_dir / "model.onnx").is_file():
         say("writing the ViT-B/16 demo model")
         subprocess.run([args.vitrine, "demo-model", "--size", "base", "--out", model_dir], check=True)
-    model = model_dir / "model.onnx"
     say("compiling the component once, so start-up times exclude Cranelift")
     subprocess.run([args.vitrine, "compile"], check=True, capture_output=True)
 
@@ -144,6 +128,68 @@ def main():
                        "instances": [base64.urlsafe_b64encode(image.read_bytes()).decode()]}).encode()
     body_file = work / "request.json"
     body_file.write_bytes(body)
+    return base, body, body_file
+
+
+def per_request(args, work, base, body, body_file, scale):
+    """Spin's model: a fresh instance per request (`--max_requests_per_instance=1`),
+    with the plain component (the model loads in every request), the
+    pre-initialized one (`vitrine preinit`), and the host path."""
+    snapshot = work / "preinit-hf-vit-1.wasm"
+    say("vitrine preinit: snapshotting the component with ViT-B/16 loaded")
+    started = time.perf_counter()
+    subprocess.run([args.vitrine, "preinit", "--model", base / "1", "--out", snapshot], check=True,
+                   capture_output=True)
+    preinit_s = time.perf_counter() - started
+    say("compiling the pre-initialized component once, so start-up times exclude Cranelift")
+    subprocess.run([args.vitrine, "compile", "--component", snapshot], check=True, capture_output=True)
+    common = ["--max_requests_per_instance=1", "--tensorflow_inter_op_parallelism=1"]
+    configs = [
+        ("guest path, model loaded per instance", ["--inference=guest", *common]),
+        ("guest path, pre-initialized component", ["--inference=guest", f"--component={snapshot}", *common]),
+        ("host path, graph shared natively", ["--inference=host", *common]),
+    ]
+    runs = []
+    n = max(3, int(8 * scale))
+    for label, flags in configs:
+        say(f"vitrine {label}, instance per request: starting")
+        server = Server(args.vitrine, base, flags, work / f"server-per-request-{label.split(',')[0].replace(' ', '_')}-{len(runs)}.log")
+        ready = server.first_predict(body)
+        say(f"vitrine {label}, instance per request: oha -c 1 -n {n}")
+        r = oha(args.oha, server.url, body_file, 1, n, timeout=1800)
+        runs.append({"path": label, "flags": flags, "first_predict_s": ready, "peak_rss_mb": server.stop(), "run": r})
+    return {"preinit_s": preinit_s, "component_mb": snapshot.stat().st_size / 2**20, "runs": runs}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vitrine", required=True)
+    ap.add_argument("--oha", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--quick", action="store_true", help="fewer requests, for trying the script")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite BENCHMARKS.md from the last run's results.json (e.g. after editing bench/NOTES.md)")
+    ap.add_argument("--per-request-only", action="store_true",
+                    help="rerun only the instance-per-request section into the last run's results.json")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        write_report(Path(args.out), json.loads((work / "results.json").read_text()))
+        return
+    scale = 0.25 if args.quick else 1.0
+    if args.per_request_only:
+        results = json.loads((work / "results.json").read_text())
+        base, body, body_file = prepare(args, work)
+        results["per_request"] = per_request(args, work, base, body, body_file, scale)
+        (work / "results.json").write_text(json.dumps(results, indent=1))
+        write_report(Path(args.out), results)
+        say(f"wrote {args.out}")
+        return
+    base, body, body_file = prepare(args, work)
+    model_dir = base / "1"
+    model = model_dir / "model.onnx"
 
     results = {"bare": [], "served": []}
     iters = max(5, int(20 * scale))
@@ -177,6 +223,8 @@ def main():
         rss = server.stop()
         results["served"].append({"path": label, "flags": flags, "first_predict_s": ready,
                                   "peak_rss_mb": rss, "runs": runs})
+
+    results["per_request"] = per_request(args, work, base, body, body_file, scale)
 
     (work / "results.json").write_text(json.dumps(results, indent=1))
     write_report(Path(args.out), results)
@@ -248,6 +296,27 @@ def write_report(out, results):
         f"| guest path within 2x of tract native (2 threads) | {t3:.2f}x | {verdict(t3 <= 2.0)} |",
         "",
     ]
+    pr = results.get("per_request")
+    if pr:
+        warm_guest = served("guest path")["runs"]["1"]["p50_ms"]
+        lines += [
+            "## Instance per request (Spin's model)",
+            "",
+            "Spin and `wasmtime serve` create a new instance for every request; `vitrine serve "
+            "--max_requests_per_instance=1` does the same (a fresh instance per request, instantiated on the "
+            "request's time). With the plain component every request loads and optimises the model again; the "
+            f"pre-initialized component (`vitrine preinit`, {pr['component_mb']:.0f} MB, written in "
+            f"{pr['preinit_s']:.0f} s) starts every instance with it in memory. c=1.",
+            "",
+            "| path | p50 ms | p99 ms | vs onnxruntime (2 threads) | vs warm guest instances | errors | peak RSS MB | start to first predict s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in pr["runs"]:
+            r = s["run"]
+            lines.append(f"| {s['path']} (`{' '.join(f for f in s['flags'] if not f.startswith('--component'))}`) | "
+                         f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['p50_ms'] / ref_p50:.2f}x | "
+                         f"{r['p50_ms'] / warm_guest:.2f}x | {r['errors']} | {fmt(s['peak_rss_mb'])} | {s['first_predict_s']:.1f} |")
+        lines += [""]
     notes = ROOT / "bench/NOTES.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
