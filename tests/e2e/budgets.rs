@@ -183,11 +183,22 @@ fn a_version_that_cannot_warm_up_fails_once() {
     let message = status["model_version_status"][0]["status"]["error_message"]
         .as_str()
         .unwrap_or_default();
-    assert!(message.contains("warm-up failed"), "{status}");
+    // Past the cap the guest either traps or reports the failed allocation
+    // (tract's parser does); either way the version fails once.
+    assert!(
+        message.contains("warm-up failed") || message.contains("out of memory"),
+        "{status}"
+    );
     assert_eq!(
-        text.matches("guest trapped, discarding the instance")
+        text.matches("it stays out of service until its files change")
             .count(),
         1,
+        "{text}"
+    );
+    assert!(
+        text.matches("guest trapped, discarding the instance")
+            .count()
+            <= 1,
         "{text}"
     );
 }
