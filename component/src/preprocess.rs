@@ -147,6 +147,11 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prepr
         }
         _ => return Err(PreprocessError::UnsupportedFormat),
     };
+    // PNG and GIF give their size in their first bytes: a bomb is refused
+    // before a decoder exists, even when the rest of the file is missing.
+    if let Some((w, h)) = header_dimensions(bytes, format) {
+        check_dimensions(w, h, limits)?;
+    }
     // Creating the decoder parses headers only. The image crate's own limits
     // would refuse a bomb with a vaguer message before we see its size; ours,
     // checked next, bound every allocation that follows.
