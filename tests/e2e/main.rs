@@ -15,3 +15,4 @@ mod overload;
 mod parity;
 mod predict;
 mod shutdown;
+mod slow_clients;
