@@ -149,7 +149,8 @@ class Run:
 
     def start_server(self, base, log):
         cmd = [self.args.vitrine, "serve", "--rest_api_host=127.0.0.1", f"--rest_api_port={self.port}",
-               "--port=0", f"--model_name={MODEL}", f"--model_base_path={base}", *self.server_flags()]
+               "--port=0", f"--model_name={MODEL}", f"--model_base_path={base}", *self.server_flags(),
+               f"--cache_dir={Path(self.args.work) / 'cache'}"]
         self.command = " ".join(str(c) for c in cmd)
         say(f"starting: {self.command}")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
