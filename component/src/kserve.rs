@@ -170,6 +170,7 @@ impl<'a> InferRequest<'a> {
                 )));
             }
         };
+        crate::api::check_json_depth(header, limits.max_json_depth)?;
         let value: Value = serde_json::from_slice(header).map_err(|e| {
             ApiError::invalid(format!("the inference request is not valid JSON: {e}"))
         })?;
@@ -311,12 +312,7 @@ fn parse_input<'a>(
             "input {name} is empty; send at least one image"
         )));
     }
-    if batch > limits.max_instances {
-        return Err(ApiError::invalid(format!(
-            "{batch} images in one request; the limit is {}. Split the batch into several requests",
-            limits.max_instances
-        )));
-    }
+    crate::api::check_instances(batch, limits.max_instances, "images")?;
     let binary_size = input
         .get("parameters")
         .and_then(|p| p.get("binary_data_size"))
@@ -796,7 +792,7 @@ mod tests {
 
     #[test]
     fn bad_requests() {
-        let cases: [(&[u8], Option<usize>, &str); 9] = [
+        let cases: [(&[u8], Option<usize>, &str); 10] = [
             (b"{", None, "not valid JSON"),
             (br#"{"inputs":[]}"#, None, "exactly one"),
             (
@@ -833,6 +829,11 @@ mod tests {
                 br#"{"inputs":[{"name":"string_input","datatype":"BYTES","shape":[100],"data":[]}]}"#,
                 None,
                 "the limit is 64",
+            ),
+            (
+                br#"{"inputs":[{"name":"pixel_values","datatype":"FP32","shape":[1,1,1,1],"data":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}"#,
+                None,
+                "more than 32 levels deep",
             ),
         ];
         for (body, header, want) in cases {

@@ -29,22 +29,53 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
+use crate::api::env_limit;
 use crate::config::{ImageSize, PreprocessorConfig, Resample};
 
-/// Upper bounds on what [`decode_rgb`] will allocate for.
+/// Upper bounds on what [`decode_rgb`] will allocate for, checked from the
+/// image header. Like [`crate::api::RequestLimits`], set by the host's flags
+/// through the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
-    /// Largest accepted `width * height`.
+    /// Largest accepted `width * height`: `--max_image_pixels`, [`MAX_IMAGE_PIXELS_ENV`].
     pub max_pixels: u64,
-    /// Largest accepted width or height.
+    /// Largest accepted width or height: `--max_image_dimension`, [`MAX_IMAGE_DIMENSION_ENV`].
     pub max_dimension: u32,
 }
+
+pub const MAX_IMAGE_PIXELS_ENV: &str = "VITRINE_MAX_IMAGE_PIXELS";
+pub const MAX_IMAGE_PIXELS_FLAG: &str = "--max_image_pixels";
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
+pub const MAX_IMAGE_DIMENSION_ENV: &str = "VITRINE_MAX_IMAGE_DIMENSION";
+pub const MAX_IMAGE_DIMENSION_FLAG: &str = "--max_image_dimension";
+pub const DEFAULT_MAX_IMAGE_DIMENSION: u32 = 16_384;
 
 impl Default for DecodeLimits {
     fn default() -> Self {
         Self {
-            max_pixels: 40_000_000,
-            max_dimension: 16_384,
+            max_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            max_dimension: DEFAULT_MAX_IMAGE_DIMENSION,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// The limits in the process environment, defaults for those unset.
+    pub fn from_env() -> DecodeLimits {
+        DecodeLimits::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The limits `var` gives by variable name.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> DecodeLimits {
+        let default = DecodeLimits::default();
+        DecodeLimits {
+            max_pixels: env_limit(&var, MAX_IMAGE_PIXELS_ENV, default.max_pixels, u64::MAX),
+            max_dimension: env_limit(
+                &var,
+                MAX_IMAGE_DIMENSION_ENV,
+                default.max_dimension,
+                u32::MAX,
+            ),
         }
     }
 }
@@ -116,6 +147,11 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Prepr
         }
         _ => return Err(PreprocessError::UnsupportedFormat),
     };
+    // PNG and GIF give their size in their first bytes: a bomb is refused
+    // before a decoder exists, even when the rest of the file is missing.
+    if let Some((w, h)) = header_dimensions(bytes, format) {
+        check_dimensions(w, h, limits)?;
+    }
     // Creating the decoder parses headers only. The image crate's own limits
     // would refuse a bomb with a vaguer message before we see its size; ours,
     // checked next, bound every allocation that follows.
@@ -204,14 +240,20 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
         return Err(PreprocessError::TooLarge {
             width,
             height,
-            limit: format!("{} pixels per side", limits.max_dimension),
+            limit: format!(
+                "{} pixels per side ({MAX_IMAGE_DIMENSION_FLAG}, {MAX_IMAGE_DIMENSION_ENV})",
+                limits.max_dimension
+            ),
         });
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(PreprocessError::TooLarge {
             width,
             height,
-            limit: format!("{} pixels", limits.max_pixels),
+            limit: format!(
+                "{} pixels ({MAX_IMAGE_PIXELS_FLAG}, {MAX_IMAGE_PIXELS_ENV})",
+                limits.max_pixels
+            ),
         });
     }
     Ok(())
@@ -2205,11 +2247,40 @@ mod tests {
     }
 
     #[test]
+    fn decode_limits_come_from_the_environment() {
+        let limits = DecodeLimits::from_vars(|name| match name {
+            MAX_IMAGE_PIXELS_ENV => Some("1000".into()),
+            MAX_IMAGE_DIMENSION_ENV => Some("50".into()),
+            _ => None,
+        });
+        assert_eq!((limits.max_pixels, limits.max_dimension), (1000, 50));
+        assert_eq!(DecodeLimits::from_vars(|_| None), DecodeLimits::default());
+        let unusable = DecodeLimits::from_vars(|_| Some("-3".into()));
+        assert_eq!(unusable, DecodeLimits::default());
+        // A lowered limit refuses what the default accepts, naming the flag.
+        let err = decode_rgb(&png_claiming(40, 30), &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("40x30") && err.to_string().contains("--max_image_pixels"),
+            "{err}"
+        );
+        let err = decode_rgb(&png_claiming(60, 10), &limits).unwrap_err();
+        assert!(err.to_string().contains("--max_image_dimension"), "{err}");
+    }
+
+    #[test]
     fn pixel_bomb_is_refused_before_allocating() {
         let limits = DecodeLimits::default();
         for (width, height, limit) in [
-            (100_000, 100_000, "16384 pixels per side"),
-            (16_000, 16_000, "40000000 pixels"),
+            (
+                100_000,
+                100_000,
+                "16384 pixels per side (--max_image_dimension, VITRINE_MAX_IMAGE_DIMENSION)",
+            ),
+            (
+                16_000,
+                16_000,
+                "40000000 pixels (--max_image_pixels, VITRINE_MAX_IMAGE_PIXELS)",
+            ),
         ] {
             let bomb = png_claiming(width, height);
             LARGEST.store(0, Ordering::Relaxed);

@@ -43,8 +43,9 @@ impl ServiceConfig {
             model_dir: var("VITRINE_MODEL_DIR")
                 .unwrap_or_else(|| "/model".into())
                 .into(),
-            request_limits: RequestLimits::default(),
-            decode_limits: DecodeLimits::default(),
+            // VITRINE_MAX_INSTANCES, _MAX_JSON_DEPTH, _MAX_IMAGE_PIXELS, _MAX_IMAGE_DIMENSION.
+            request_limits: RequestLimits::from_env(),
+            decode_limits: DecodeLimits::from_env(),
         }
     }
 }

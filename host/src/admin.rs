@@ -8,15 +8,16 @@
 //! `{"error": "..."}`. Off unless `--enable_admin_api`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use crate::lifecycle::{ConfigSource, Lifecycle};
+use crate::routing;
 
 pub const RELOAD_PATH: &str = "/v1/admin/reload-config";
 
@@ -24,12 +25,25 @@ pub const RELOAD_PATH: &str = "/v1/admin/reload-config";
 struct Admin {
     lifecycle: Arc<Lifecycle>,
     enabled: bool,
+    /// `--max_request_bytes` and `--rest_api_body_read_timeout_in_ms`.
+    max_body_bytes: usize,
+    body_read_timeout: Option<Duration>,
 }
 
-pub fn router(lifecycle: Arc<Lifecycle>, enabled: bool) -> Router {
+pub fn router(
+    lifecycle: Arc<Lifecycle>,
+    enabled: bool,
+    max_body_bytes: usize,
+    body_read_timeout: Option<Duration>,
+) -> Router {
     Router::new()
         .route(RELOAD_PATH, post(reload))
-        .with_state(Admin { lifecycle, enabled })
+        .with_state(Admin {
+            lifecycle,
+            enabled,
+            max_body_bytes,
+            body_read_timeout,
+        })
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
@@ -45,13 +59,29 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(status, serde_json::json!({ "error": message.into() }))
 }
 
-async fn reload(State(admin): State<Admin>, body: Bytes) -> Response {
+async fn reload(State(admin): State<Admin>, req: Request) -> Response {
     if !admin.enabled {
         return error(
             StatusCode::FORBIDDEN,
             "the admin API is off; start vitrine with --enable_admin_api to reload the model config over REST",
         );
     }
+    let (parts, body) = req.into_parts();
+    let body = match routing::read_body(
+        &parts.headers,
+        body,
+        admin.max_body_bytes,
+        admin.body_read_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(f) => {
+            let status =
+                StatusCode::from_u16(f.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, f.message);
+        }
+    };
     let source = if body.iter().all(u8::is_ascii_whitespace) {
         ConfigSource::File
     } else {

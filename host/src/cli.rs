@@ -119,6 +119,42 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long = "max_request_bytes", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,
+    // Hostile input and slow clients: each limit is a flag with a default.
+    // The request limits reach the component as VITRINE_* environment
+    // variables (see `limits::guest_env`).
+    /// Time a REST client has to send a request's headers, in ms, counted
+    /// from the connection's start or the previous reply (so also how long
+    /// an idle keep-alive connection stays open); past it the connection is
+    /// closed. 0: no limit.
+    #[arg(long = "rest_api_header_read_timeout_in_ms", default_value_t = 10_000)]
+    pub rest_api_header_read_timeout_in_ms: u64,
+    /// Time a REST client has to send a request's whole body once its
+    /// headers are in, in ms; past it the request gets 408 and the
+    /// connection is closed. Never holds an instance: bodies are read before
+    /// a request is queued. 0: no limit.
+    #[arg(long = "rest_api_body_read_timeout_in_ms", default_value_t = 30_000)]
+    pub rest_api_body_read_timeout_in_ms: u64,
+    /// Images one request may carry (REST `instances`, KServe v2 batch,
+    /// gRPC `string_val`); more get 400 / INVALID_ARGUMENT.
+    #[arg(long = "max_instances_per_request", default_value_t = vitrine_component::api::DEFAULT_MAX_INSTANCES,
+          value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |n| n as usize))]
+    pub max_instances_per_request: usize,
+    /// Largest image accepted, in pixels (width x height), read from its
+    /// header before it is decoded; larger ones get 400.
+    #[arg(long = "max_image_pixels", default_value_t = vitrine_component::preprocess::DEFAULT_MAX_IMAGE_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_image_pixels: u64,
+    /// Largest image width or height accepted, in pixels; larger get 400.
+    #[arg(long = "max_image_dimension", default_value_t = vitrine_component::preprocess::DEFAULT_MAX_IMAGE_DIMENSION,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_image_dimension: u32,
+    /// Deepest nesting of JSON arrays and objects in a request body (at most
+    /// 127, serde_json's own limit); deeper gets 400 before it is parsed.
+    #[arg(long = "max_json_depth", default_value_t = vitrine_component::api::DEFAULT_MAX_JSON_DEPTH,
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u64).range(1..=vitrine_component::api::MAX_JSON_DEPTH_CEILING as u64),
+              |n| n as usize))]
+    pub max_json_depth: usize,
     /// Which demo model to write when no `--model_base_path` is given.
     #[arg(long = "demo_model", value_enum, default_value_t = DemoSize::Base)]
     pub demo_model: DemoSize,

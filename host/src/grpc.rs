@@ -62,27 +62,57 @@ pub const CLASSIFY_TOP_K: usize = 5;
 /// The name health checks use for the inference service.
 const PREDICTION_SERVICE: &str = "tensorflow.serving.PredictionService";
 
+/// Bounds on gRPC calls, from the flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--grpc_max_message_bytes`.
+    pub max_message_bytes: usize,
+    /// `--max_instances_per_request`, checked here before a message is
+    /// re-encoded for the component (which checks it again).
+    pub max_instances: usize,
+    /// A call still running after this long is cancelled: what frees a
+    /// stream whose client stalls mid-message.
+    pub call_timeout: Option<Duration>,
+}
+
+/// Pings a connection idle this long; one that does not answer within
+/// [`KEEPALIVE_TIMEOUT`] is closed, so a vanished client's connection
+/// does not stay open.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Calls one connection may have open at once (hyper's default, which
+/// tonic lifts); more wait in the client.
+const MAX_CONCURRENT_STREAMS: u32 = 200;
+
 /// Serves gRPC on `listener` until `shutdown` completes, then lets
 /// in-flight calls finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     lifecycle: Arc<Lifecycle>,
-    max_message_bytes: usize,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_watch = tokio::spawn(report_health(reporter, registry.clone()));
     let predictions = PredictionServiceServer::new(Predictions {
         registry: registry.clone(),
+        max_instances: options.max_instances,
     })
-    .max_decoding_message_size(max_message_bytes)
-    .max_encoding_message_size(max_message_bytes);
+    .max_decoding_message_size(options.max_message_bytes)
+    .max_encoding_message_size(options.max_message_bytes);
     let models = ModelServiceServer::new(Models {
         registry,
         lifecycle,
     });
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    if let Some(timeout) = options.call_timeout {
+        server = server.timeout(timeout);
+    }
+    let result = server
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
         ))
@@ -441,6 +471,7 @@ async fn infer(
 
 pub struct Predictions {
     registry: Arc<Registry>,
+    max_instances: usize,
 }
 
 impl Predictions {
@@ -456,8 +487,14 @@ impl Predictions {
     }
 }
 
+/// `--max_instances_per_request`, as gRPC says it.
+fn check_instances(count: usize, limit: usize) -> Result<(), Status> {
+    vitrine_component::api::check_instances(count, limit, "images")
+        .map_err(|e| Status::invalid_argument(e.message))
+}
+
 /// A PredictRequest's input and output filter as a binary v2 request.
-fn predict_request(req: &PredictRequest) -> Result<Forward, Status> {
+fn predict_request(req: &PredictRequest, max_instances: usize) -> Result<Forward, Status> {
     let outputs: Vec<(&str, Option<usize>)> = if req.output_filter.is_empty() {
         vec![(LABEL, None), (CONFIDENCE, None)]
     } else {
@@ -477,7 +514,13 @@ fn predict_request(req: &PredictRequest) -> Result<Forward, Status> {
             })
             .collect::<Result<_, _>>()?
     };
-    Ok(predict_input(&req.inputs)?.into_request(&outputs))
+    let input = predict_input(&req.inputs)?;
+    let images = match input.name {
+        INPUT_NAME => input.shape.iter().product(),
+        _ => input.shape.first().copied().unwrap_or(0),
+    };
+    check_instances(images, max_instances)?;
+    Ok(input.into_request(&outputs))
 }
 
 #[tonic::async_trait]
@@ -489,7 +532,8 @@ impl PredictionService for Predictions {
         let started = Instant::now();
         let req = request.into_inner();
         let (model, selector) = target(req.model_spec.as_ref())?;
-        let forward = predict_request(&req).inspect_err(|_| self.refused(&model, started))?;
+        let forward = predict_request(&req, self.max_instances)
+            .inspect_err(|_| self.refused(&model, started))?;
         let (version, outputs) = infer(&self.registry, &model, &selector, forward)
             .await
             .map_err(|f| f.grpc())?;
@@ -509,8 +553,12 @@ impl PredictionService for Predictions {
         let req = request.into_inner();
         let started = Instant::now();
         let (model, selector) = target(req.model_spec.as_ref())?;
-        let images =
-            example_images(req.input.as_ref()).inspect_err(|_| self.refused(&model, started))?;
+        let images = example_images(req.input.as_ref())
+            .and_then(|images| {
+                check_instances(images.len(), self.max_instances)?;
+                Ok(images)
+            })
+            .inspect_err(|_| self.refused(&model, started))?;
         let forward = V2Input::images(images.into_iter())
             .into_request(&[(PROBABILITIES, Some(CLASSIFY_TOP_K))]);
         let (version, outputs) = infer(&self.registry, &model, &selector, forward)
@@ -913,6 +961,27 @@ mod tests {
                 Some(tonic::Code::InvalidArgument)
             );
         }
+    }
+
+    #[test]
+    fn predict_requests_over_the_instance_limit_are_refused_here() {
+        let request = |images: &[&[u8]]| PredictRequest {
+            inputs: HashMap::from([(
+                INPUT_NAME.to_string(),
+                string_tensor(images, &[images.len() as i64]),
+            )]),
+            ..Default::default()
+        };
+        assert!(predict_request(&request(&[b"a", b"b"]), 2).is_ok());
+        let e = predict_request(&request(&[b"a", b"b", b"c"]), 2)
+            .err()
+            .expect("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            e.message().contains("3 images") && e.message().contains("--max_instances_per_request"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

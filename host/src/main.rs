@@ -7,6 +7,7 @@
 //! - [`repository`]: finds model versions under `<base>/<name>/<version>/`,
 //!   and says when one is completely copied.
 //! - [`lifecycle`]: loads, warms up, swaps and unloads versions.
+//! - [`limits`]: limits on hostile input and slow clients, from the flags.
 //! - [`registry`]: what is served now; routes a request to a version.
 //! - [`warmup`]: warm-up requests from `assets.extra/`.
 //! - [`engine`]: wasmtime setup and the compiled-component cache.
@@ -31,6 +32,7 @@ mod engine;
 mod grpc;
 mod kserve;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod model_config;
 mod native;

@@ -122,6 +122,8 @@ pub struct Budgets {
     /// Requests an instance answers before it is discarded (0 = no limit);
     /// warm-up does not count.
     pub max_requests_per_instance: u64,
+    /// The component's own request limits, as its environment.
+    pub guest_env: Vec<(&'static str, String)>,
 }
 
 /// What proves a new instance works before it serves: both load the model.
@@ -243,6 +245,7 @@ impl InstancePool {
             .env("VITRINE_MODEL_NAME", &s.name)
             .env("VITRINE_MODEL_VERSION", s.version.to_string())
             .env("VITRINE_MODEL_DIR", GUEST_MODEL_DIR)
+            .envs(self.budgets.guest_env.as_slice())
             .preopened_dir(&s.dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot open {}", s.dir.display()))?;

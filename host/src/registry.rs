@@ -66,6 +66,8 @@ impl std::fmt::Display for ResolveError {
 pub struct Registry {
     models: RwLock<BTreeMap<String, ModelEntry>>,
     pub max_request_bytes: usize,
+    /// Time a REST client has to send a body (`None`: no limit).
+    pub body_read_timeout: Option<std::time::Duration>,
 }
 
 impl Registry {
@@ -73,6 +75,14 @@ impl Registry {
         Registry {
             models: RwLock::new(BTreeMap::new()),
             max_request_bytes,
+            body_read_timeout: None,
+        }
+    }
+
+    pub fn with_body_read_timeout(self, timeout: Option<std::time::Duration>) -> Registry {
+        Registry {
+            body_read_timeout: timeout,
+            ..self
         }
     }
 

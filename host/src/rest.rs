@@ -3,8 +3,11 @@
 //! Model status is answered from the registry; predict and metadata go to a
 //! warm component instance of the version [`routing`] resolves.
 //! Replies name the version that answered in `X-Vitrine-Model-Version`.
+//! [`serve`] is the connection loop, with the slow-client timeouts.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -12,10 +15,61 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use vitrine_component::api::{self, Action, ApiError, Route};
 
 use crate::registry::{Registry, VersionState};
 use crate::routing::{self, Api, Forward};
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+///
+/// HTTP/1.1 only, as TF Serving's REST port: with HTTP/1 the header read
+/// timeout runs from the first byte a connection could send, so a client
+/// that sends its headers slowly, or nothing at all, is disconnected after
+/// `header_read_timeout`, and so is an idle keep-alive connection. (axum's
+/// own `serve` has no such timeout, and HTTP/2 detection waits unbounded
+/// for a connection's first bytes.)
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: Option<Duration>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait rather than spin.
+                    tracing::warn!("cannot accept a REST connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // Timeouts and clients that hang up: theirs, not the server's.
+                tracing::debug!("REST connection ended: {e}");
+            }
+        });
+    }
+    // New connections are refused from here on; open ones finish their
+    // request and close.
+    drop(listener);
+    connections.shutdown().await;
+}
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
@@ -124,13 +178,18 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
     let started = std::time::Instant::now();
     let api = (route.action == Action::Predict).then_some(Api::RestV1);
     let (parts, body) = req.into_parts();
-    let body = routing::read_body(&parts.headers, body, registry.max_request_bytes)
-        .await
-        .inspect_err(|f| {
-            if let Some(api) = api {
-                routing::record_refused(registry, api, &route.model, f.code, started);
-            }
-        })?;
+    let body = routing::read_body(
+        &parts.headers,
+        body,
+        registry.max_request_bytes,
+        registry.body_read_timeout,
+    )
+    .await
+    .inspect_err(|f| {
+        if let Some(api) = api {
+            routing::record_refused(registry, api, &route.model, f.code, started);
+        }
+    })?;
     let path = |version: u64| {
         let suffix = match route.action {
             Action::Predict => ":predict",

@@ -5,7 +5,7 @@
 //! error means, is written once.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
@@ -43,6 +43,8 @@ pub enum Code {
     MethodNotAllowed,
     /// The request itself is too large.
     TooLarge,
+    /// The client did not send its request in time.
+    RequestTimeout,
     /// Every instance is busy and the queue is full.
     Overloaded,
     /// No version can answer now: loading, or failed to load.
@@ -58,6 +60,7 @@ impl Code {
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::TooLarge => 413,
+            Code::RequestTimeout => 408,
             Code::Overloaded | Code::Unavailable => 503,
             Code::Deadline => 504,
             Code::Internal => 500,
@@ -70,6 +73,7 @@ impl Code {
             404 => Code::NotFound,
             405 => Code::MethodNotAllowed,
             413 => Code::TooLarge,
+            408 => Code::RequestTimeout,
             503 => Code::Unavailable,
             504 => Code::Deadline,
             _ => Code::Internal,
@@ -83,7 +87,7 @@ impl Code {
             Code::MethodNotAllowed => tonic::Code::Unimplemented,
             Code::TooLarge | Code::Overloaded => tonic::Code::ResourceExhausted,
             Code::Unavailable => tonic::Code::Unavailable,
-            Code::Deadline => tonic::Code::DeadlineExceeded,
+            Code::Deadline | Code::RequestTimeout => tonic::Code::DeadlineExceeded,
             Code::Internal => tonic::Code::Internal,
         }
     }
@@ -96,7 +100,7 @@ impl Code {
             Code::MethodNotAllowed => "UNIMPLEMENTED",
             Code::TooLarge | Code::Overloaded => "RESOURCE_EXHAUSTED",
             Code::Unavailable => "UNAVAILABLE",
-            Code::Deadline => "DEADLINE_EXCEEDED",
+            Code::Deadline | Code::RequestTimeout => "DEADLINE_EXCEEDED",
             Code::Internal => "INTERNAL",
         }
     }
@@ -325,12 +329,15 @@ pub async fn read_reply(response: pool::Response) -> Result<(HeaderMap, Bytes), 
     Err(Failure::new(code, message))
 }
 
-/// Reads an HTTP request body up to `limit` bytes; a declared length over
-/// it is refused before a byte is read.
+/// Reads an HTTP request body whole, before the request is queued for an
+/// instance: a slow or stalled client holds a connection, never an instance
+/// or a queue place. Past `limit` bytes it is refused (a declared length
+/// over it before a byte is read); past `timeout` it is 408.
 pub async fn read_body(
     headers: &HeaderMap,
     body: axum::body::Body,
     limit: usize,
+    timeout: Option<Duration>,
 ) -> Result<Bytes, Failure> {
     let too_large = || {
         Failure::new(
@@ -346,9 +353,29 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    let read = axum::body::to_bytes(body, limit);
+    let result = match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, read).await.map_err(|_| {
+            Failure::new(
+                Code::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} ms (--rest_api_body_read_timeout_in_ms)",
+                    timeout.as_millis()
+                ),
+            )
+        })?,
+        None => read.await,
+    };
+    result.map_err(|e| {
+        let e = e.into_inner();
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            too_large()
+        } else {
+            Failure::invalid(format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -357,7 +384,7 @@ mod tests {
 
     #[test]
     fn codes_map_across_protocols() {
-        for status in [400, 404, 405, 413, 503, 504, 500] {
+        for status in [400, 404, 405, 408, 413, 503, 504, 500] {
             assert_eq!(Code::from_http_status(status).http_status(), status);
         }
         assert_eq!(Code::Overloaded.http_status(), 503);

@@ -16,7 +16,8 @@ use crate::native::{self, NativeOptions, cores};
 use crate::pool::Budgets;
 pub use crate::registry::Registry;
 use crate::{
-    admin, demo, engine, grpc, kserve, lifecycle, metrics, model_config, pool, repository, rest,
+    admin, demo, engine, grpc, kserve, lifecycle, limits, metrics, model_config, pool, repository,
+    rest,
 };
 
 /// The models to serve: `--model_config_file`, or the one model of
@@ -130,6 +131,7 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         "demo_model": single && args.model_base_path.is_none(),
         "instances_per_version": instances(args),
         "max_request_bytes": args.max_request_bytes,
+        "limits": limits::to_json(args),
         "rest_api_timeout_in_ms": args.rest_api_timeout_in_ms,
         "max_instance_memory_mb": args.max_instance_memory_mb,
         "max_queued_requests": args.max_queued_requests,
@@ -219,9 +221,13 @@ async fn serve(
         max_memory_bytes: args.max_instance_memory_mb << 20,
         max_queued: args.max_queued_requests,
         max_requests_per_instance: args.max_requests_per_instance,
+        guest_env: limits::guest_env(&args),
     };
 
-    let registry = Arc::new(Registry::new(args.max_request_bytes));
+    let registry = Arc::new(
+        Registry::new(args.max_request_bytes)
+            .with_body_read_timeout(limits::timeout(args.rest_api_body_read_timeout_in_ms)),
+    );
     let loader = Loader {
         engine,
         linker,
@@ -294,13 +300,26 @@ async fn serve(
     };
     let mut app = rest::router(registry.clone())
         .merge(kserve::router(registry.clone()))
-        .merge(admin::router(lifecycle.clone(), args.enable_admin_api));
+        .merge(admin::router(
+            lifecycle.clone(),
+            args.enable_admin_api,
+            args.max_request_bytes,
+            limits::timeout(args.rest_api_body_read_timeout_in_ms),
+        ));
     if let Some(path) = &monitoring.path {
         app = app.merge(metrics::router(path, registry.clone()));
     }
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let server = async { server.await.context("the REST server failed") };
-    let (grpc_stop, grpc_max_message_bytes) = (stop_rx.clone(), args.grpc_max_message_bytes);
+    let header_timeout = limits::timeout(args.rest_api_header_read_timeout_in_ms);
+    let server = async {
+        rest::serve(listener, app, header_timeout, graceful).await;
+        anyhow::Ok(())
+    };
+    let grpc_stop = stop_rx.clone();
+    let grpc_options = grpc::Options {
+        max_message_bytes: args.grpc_max_message_bytes,
+        max_instances: args.max_instances_per_request,
+        call_timeout: limits::grpc_call_timeout(&args),
+    };
     let grpc = async move {
         let Some(listener) = grpc_listener else {
             return Ok(());
@@ -309,15 +328,9 @@ async fn serve(
             let mut stop = grpc_stop;
             let _ = stop.wait_for(|s| *s).await;
         };
-        grpc::serve(
-            listener,
-            registry,
-            lifecycle,
-            grpc_max_message_bytes,
-            stopped,
-        )
-        .await
-        .context("the gRPC server failed")
+        grpc::serve(listener, registry, lifecycle, grpc_options, stopped)
+            .await
+            .context("the gRPC server failed")
     };
     let drain = std::time::Duration::from_secs(args.drain_timeout_seconds);
     let mut stop = stop_rx;

@@ -3,6 +3,11 @@
 //! model in the guest (`--inference=guest`), where its time and memory are
 //! the sandbox's to bound.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use crate::support::*;
@@ -200,5 +205,96 @@ fn a_version_that_cannot_warm_up_fails_once() {
             .count()
             <= 1,
         "{text}"
+    );
+}
+
+/// `tests/components/spinner`: warms up at once, then loops forever on every
+/// inference. Built in the folder `host/build.rs` builds the embedded
+/// component in, so spin-sdk is compiled once for both.
+fn spinner_component() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = std::env::var_os("VITRINE_WASM_TARGET_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    Path::new(env!("CARGO_TARGET_TMPDIR"))
+                        .parent()
+                        .expect("target dir")
+                        .join("wasm-component")
+                });
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(workspace_root())
+                .args(["build", "--release", "--target", "wasm32-wasip2"])
+                .args(["-p", "vitrine-spinner", "--target-dir"])
+                .arg(&target)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env_remove("RUSTC_WORKSPACE_WRAPPER")
+                .status()
+                .expect("run cargo build for the spinner component");
+            assert!(status.success(), "building the spinner component failed");
+            target.join("wasm32-wasip2/release/vitrine_spinner.wasm")
+        })
+        .clone()
+}
+
+/// A guest stuck in a loop that never calls the host is stopped at its
+/// deadline like a slow one: 504 naming the flag, the instance replaced
+/// (so the next request is stopped too, not deadlocked behind it), the
+/// server healthy, and gRPC's Predict DEADLINE_EXCEEDED.
+#[test]
+fn a_component_that_loops_forever_is_stopped_at_its_deadline() {
+    let component = spinner_component();
+    let mut server = Server::start_with_grpc(
+        "hf-vit",
+        &tiny_repo(),
+        &[
+            "--inference=guest",
+            "--tensorflow_inter_op_parallelism=1",
+            &format!("--component={}", component.display()),
+            "--rest_api_timeout_in_ms=1000",
+        ],
+    );
+    for attempt in ["first", "second"] {
+        let started = Instant::now();
+        let (status, reply) = server.predict(&blog_request(&coco_jpeg()));
+        let took = started.elapsed();
+        assert_eq!(status, 504, "{attempt}: {reply}");
+        let message = reply["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("longer than 1000 ms") && message.contains("--rest_api_timeout_in_ms"),
+            "{attempt}: {reply}"
+        );
+        // A hang, not a speed, check: the loop would never end by itself.
+        assert!(took < Duration::from_secs(30), "{attempt} took {took:?}");
+    }
+    assert!(server.alive());
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(server.get(path).0, 200, "{path}");
+    }
+    let (_, status) = server.get("/v1/models/hf-vit");
+    assert_eq!(status["model_version_status"][0]["state"], "AVAILABLE");
+    let result = run_client(
+        "grpc_client.py",
+        &[
+            "overload".into(),
+            "--addr".into(),
+            server.grpc_addr(),
+            "--image".into(),
+            coco_jpeg().display().to_string(),
+            "--concurrency".into(),
+            "1".into(),
+        ],
+    );
+    assert_eq!(result["codes"][0][0], "DEADLINE_EXCEEDED", "{result}");
+    let log = server.log();
+    assert_eq!(
+        log.matches("guest stopped at its 1000 ms deadline").count(),
+        3,
+        "{log}"
     );
 }

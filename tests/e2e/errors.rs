@@ -98,7 +98,7 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
             predict,
             format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
             400,
-            "recursion limit exceeded",
+            "more than 32 levels deep; the limit is 32 (--max_json_depth",
         ),
         (
             "huge instance count",
@@ -146,6 +146,116 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
     let (status, after) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200);
     assert_eq!(after, before, "the model answers exactly as before");
+}
+
+/// Every request limit is a flag: lowered, it refuses what the defaults
+/// accept, with 400 and a message naming the flag, on REST v1 and KServe v2
+/// alike; what stays within the limits is still served.
+#[test]
+fn request_limits_follow_their_flags() {
+    let server = Server::start(
+        "hf-vit",
+        &tiny_repo(),
+        &[
+            "--max_instances_per_request=2",
+            "--max_json_depth=4",
+            // The shared photo is 640x480: 307200 pixels.
+            "--max_image_pixels=400000",
+            "--max_image_dimension=1000",
+        ],
+    );
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let photo = urlsafe_b64(&coco_jpeg());
+    let predict = "/v1/models/hf-vit:predict";
+    let infer = "/v2/models/hf-vit/infer";
+    let v2 = |images: Vec<String>| {
+        json!({"inputs": [{"name": "string_input", "datatype": "BYTES", "shape": [images.len()], "data": images}]})
+            .to_string()
+    };
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        (
+            "two instances: at the limit",
+            predict,
+            json!({"instances": [photo, photo]}).to_string(),
+            200,
+            "",
+        ),
+        (
+            "three instances",
+            predict,
+            json!({"instances": [photo, photo, photo]}).to_string(),
+            400,
+            "3 instances in one request; the limit is 2 (--max_instances_per_request",
+        ),
+        (
+            "three images over v2",
+            infer,
+            v2(vec![photo.clone(); 3]),
+            400,
+            "the limit is 2 (--max_instances_per_request",
+        ),
+        (
+            "four levels of JSON: at the limit",
+            predict,
+            json!({"instances": [{"string_input": {"b64": photo}}]}).to_string(),
+            200,
+            "",
+        ),
+        (
+            "five levels of JSON",
+            predict,
+            json!({"instances": [[[[photo]]]]}).to_string(),
+            400,
+            "more than 4 levels deep; the limit is 4 (--max_json_depth",
+        ),
+        (
+            "five levels of JSON over v2",
+            infer,
+            json!({"inputs": [{"name": "pixel_values", "datatype": "FP32", "shape": [1, 1, 1, 1], "data": [[[1.0]]]}]})
+                .to_string(),
+            400,
+            "(--max_json_depth",
+        ),
+        (
+            "more pixels than allowed",
+            predict,
+            json!({"instances": [b64(&png_header(700, 700))]}).to_string(),
+            400,
+            "700x700 pixels; the limit is 400000 pixels (--max_image_pixels",
+        ),
+        (
+            "a side longer than allowed",
+            predict,
+            json!({"instances": [b64(&png_header(1200, 10))]}).to_string(),
+            400,
+            "the limit is 1000 pixels per side (--max_image_dimension",
+        ),
+        (
+            "too large over v2",
+            infer,
+            v2(vec![b64(&png_header(700, 700))]),
+            400,
+            "(--max_image_pixels",
+        ),
+    ];
+    for (what, path, body, want_status, want_text) in cases {
+        let (status, reply) = server.post(path, body);
+        assert_eq!(status, want_status, "{what}: {reply}");
+        if want_status == 200 {
+            continue;
+        }
+        let message = reply["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no \"error\" in {reply}"));
+        assert!(
+            message.contains(want_text),
+            "{what}: {message:?} lacks {want_text:?}"
+        );
+    }
+    let (status, reply) = server.get("/v1/models/hf-vit");
+    assert_eq!(status, 200);
+    assert_eq!(reply["model_version_status"][0]["state"], "AVAILABLE");
 }
 
 /// A PNG that claims `width`x`height` pixels: signature, IHDR and nothing

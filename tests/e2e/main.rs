@@ -16,3 +16,4 @@ mod parity;
 mod predict;
 mod preinit;
 mod shutdown;
+mod slow_clients;
