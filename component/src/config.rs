@@ -503,9 +503,19 @@ mod tests {
         assert!(ModelConfig::from_json(br#"{"id2label": {"99999999999": "y"}}"#).is_err());
     }
 
+    /// This package's folder: as cargo says when it runs the test, else as it
+    /// said at build time. A build cache shared between checkouts may hold a
+    /// test binary compiled in another checkout.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+            .into()
+    }
+
     #[test]
     fn model_config_reads_shared_fixtures() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models");
+        let root = manifest_dir().join("../../shared/models");
+        let root = root.display();
         for model in ["vit-base-patch16-224", "vit-tiny-random-torch-export"] {
             let Ok(bytes) = std::fs::read(format!("{root}/{model}/config.json")) else {
                 eprintln!("skipping {model}: ../shared is absent");

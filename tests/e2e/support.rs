@@ -11,8 +11,17 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 
+/// This package's folder: as cargo says when it runs the test, else as it
+/// said at build time. A build cache shared between checkouts may hold a
+/// test binary compiled in another checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
+}
+
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("host/ is in the workspace")
         .to_path_buf()
