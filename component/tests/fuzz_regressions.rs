@@ -1,7 +1,6 @@
 //! Inputs the fuzzers found (`fuzz/run.sh`), kept so they stay fixed. Each
 //! must be refused with a clear error, without allocating for it.
 
-
 use vitrine_component::config::PreprocessorConfig;
 use vitrine_component::preprocess::{DecodeLimits, preprocess_into};
 

@@ -1,7 +1,7 @@
 //! Parity with a numpy implementation of HF's ViTForImageClassification forward pass
 //! (tests/reference/vit_forward.py), run through onnxruntime.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use vitrine_modelgen::{VitConfig, write_model};
