@@ -23,9 +23,11 @@ RUN rustup target add wasm32-wasip2
 WORKDIR /src
 COPY . .
 # build.rs builds the component for wasm32-wasip2 and embeds it in the binary.
+# No default features: `vitrine preinit` (wasmtime-wizer) is a build-time tool,
+# and leaving it out keeps wasmtime's GC, threads and WIT parser out of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p vitrine \
+    cargo build --release --locked -p vitrine --no-default-features \
     && strip -o /vitrine target/release/vitrine
 # Cranelift runs here, once, instead of in every pod: the .cwasm lands in
 # /cache/components/, keyed by the component and this CPU's features.

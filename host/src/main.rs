@@ -38,6 +38,7 @@ mod model_config;
 mod native;
 mod nn;
 mod pool;
+#[cfg(feature = "preinit")]
 mod preinit;
 mod registry;
 mod repository;
@@ -72,7 +73,12 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => server::run(*args),
         Command::DemoModel(args) => demo::write(&args.out, args.size, args.seed),
         Command::Compile(args) => engine::compile_command(args),
+        #[cfg(feature = "preinit")]
         Command::Preinit(args) => preinit::command(args),
+        #[cfg(not(feature = "preinit"))]
+        Command::Preinit(_) => Err(anyhow::anyhow!(
+            "this vitrine was built without the `preinit` feature; build it with `cargo build --release -p vitrine`"
+        )),
         Command::BenchNative(args) => bench::native(args),
     };
     match result {

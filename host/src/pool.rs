@@ -42,6 +42,7 @@ pub struct HostState {
 impl HostState {
     /// State for an instance outside any pool, without `wasi:nn` graphs or
     /// memory limits (pre-initialization).
+    #[cfg(feature = "preinit")]
     pub fn standalone(wasi: WasiCtx) -> HostState {
         HostState {
             wasi,
