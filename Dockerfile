@@ -23,8 +23,7 @@ RUN rustup target add wasm32-wasip2
 WORKDIR /src
 COPY . .
 # build.rs builds the component for wasm32-wasip2 and embeds it in the binary.
-# No default features: `vitrine preinit` (wasmtime-wizer) is a build-time tool,
-# and leaving it out keeps wasmtime's GC, threads and WIT parser out of the image.
+# No default features: `vitrine preinit` (wasmtime-wizer) is a build-time tool.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p vitrine --no-default-features \
