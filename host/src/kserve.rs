@@ -102,18 +102,9 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, Failure> 
             };
             let started = std::time::Instant::now();
             let (parts, body) = req.into_parts();
-            let body = routing::read_body(
-                &parts.headers,
-                body,
-                registry.max_request_bytes,
-                registry.body_read_timeout,
-            )
-            .await
-            .inspect_err(|f| {
-                if let Some(api) = api {
-                    routing::record_refused(registry, api, &model, f.code, started);
-                }
-            })?;
+            let body =
+                routing::read_request_body(registry, &parts.headers, body, api, &model, started)
+                    .await?;
             let forward = Forward {
                 method: parts.method,
                 headers: parts.headers,

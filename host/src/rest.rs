@@ -178,18 +178,9 @@ async fn answer(registry: &Registry, req: Request) -> Result<Response, ApiError>
     let started = std::time::Instant::now();
     let api = (route.action == Action::Predict).then_some(Api::RestV1);
     let (parts, body) = req.into_parts();
-    let body = routing::read_body(
-        &parts.headers,
-        body,
-        registry.max_request_bytes,
-        registry.body_read_timeout,
-    )
-    .await
-    .inspect_err(|f| {
-        if let Some(api) = api {
-            routing::record_refused(registry, api, &route.model, f.code, started);
-        }
-    })?;
+    let body =
+        routing::read_request_body(registry, &parts.headers, body, api, &route.model, started)
+            .await?;
     let path = |version: u64| {
         let suffix = match route.action {
             Action::Predict => ":predict",

@@ -248,6 +248,30 @@ pub async fn call(
 
 /// Counts an inference request refused before it reached a version: no
 /// such version, or input a front end could not even encode.
+/// Reads a request's body within the registry's size and time limits; a
+/// refusal of an inference (`api` given) is counted in the metrics.
+pub async fn read_request_body(
+    registry: &Registry,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    api: Option<Api>,
+    model: &str,
+    started: Instant,
+) -> Result<Bytes, Failure> {
+    read_body(
+        headers,
+        body,
+        registry.max_request_bytes,
+        registry.body_read_timeout,
+    )
+    .await
+    .inspect_err(|f| {
+        if let Some(api) = api {
+            record_refused(registry, api, model, f.code, started);
+        }
+    })
+}
+
 pub fn record_refused(registry: &Registry, api: Api, model: &str, code: Code, started: Instant) {
     // Names of unknown models are the client's to choose: they are not
     // metric labels.

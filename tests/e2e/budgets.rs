@@ -3,8 +3,7 @@
 //! model in the guest (`--inference=guest`), where its time and memory are
 //! the sandbox's to bound.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -214,31 +213,7 @@ fn a_version_that_cannot_warm_up_fails_once() {
 fn spinner_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let target = std::env::var_os("VITRINE_WASM_TARGET_DIR")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    Path::new(env!("CARGO_TARGET_TMPDIR"))
-                        .parent()
-                        .expect("target dir")
-                        .join("wasm-component")
-                });
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(workspace_root())
-                .args(["build", "--release", "--target", "wasm32-wasip2"])
-                .args(["-p", "vitrine-spinner", "--target-dir"])
-                .arg(&target)
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .env_remove("RUSTC_WORKSPACE_WRAPPER")
-                .status()
-                .expect("run cargo build for the spinner component");
-            assert!(status.success(), "building the spinner component failed");
-            target.join("wasm32-wasip2/release/vitrine_spinner.wasm")
-        })
+        .get_or_init(|| build_wasm("vitrine-spinner", &[], &[]))
         .clone()
 }
 

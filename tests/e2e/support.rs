@@ -538,12 +538,10 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|e| (e / sum) as f32).collect()
 }
 
-/// Builds a variant of the component crate with `features` and `env` and
-/// keeps a copy named after `name`. Built in the folder `host/build.rs`
-/// builds the embedded component in, so the dependencies are reused and only
-/// the component crate is compiled again; the copy is taken at once, before
-/// another build replaces the output.
-pub fn build_component(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
+/// Builds the wasm crate `package` for wasm32-wasip2 with `features` and
+/// `env`, in the folder `host/build.rs` builds the embedded component in, so
+/// the dependencies are reused, and returns the `.wasm` it wrote.
+pub fn build_wasm(package: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
     let target = std::env::var_os("VITRINE_WASM_TARGET_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -557,7 +555,7 @@ pub fn build_component(name: &str, features: &[&str], env: &[(&str, &str)]) -> P
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .args(["-p", "vitrine-component", "--target-dir"])
+        .args(["-p", package, "--target-dir"])
         .arg(&target)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
@@ -569,10 +567,22 @@ pub fn build_component(name: &str, features: &[&str], env: &[(&str, &str)]) -> P
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let status = cmd.status().expect("run cargo build for the component");
-    assert!(status.success(), "building the {name} component failed");
-    let built = target.join("wasm32-wasip2/release/vitrine_component.wasm");
-    let kept = target.join(format!("vitrine_component_{name}.wasm"));
+    let status = cmd.status().expect("run cargo build for wasm");
+    assert!(
+        status.success(),
+        "building {package} for wasm32-wasip2 failed"
+    );
+    target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// A variant of the component crate with `features` and `env`, kept under a
+/// name of its own: the copy is taken at once, before another build replaces
+/// the output.
+pub fn build_component(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    let built = build_wasm("vitrine-component", features, env);
+    let kept = built.with_file_name(format!("vitrine_component_{name}.wasm"));
     std::fs::copy(&built, &kept).expect("keep the component");
     kept
 }
