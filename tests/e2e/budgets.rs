@@ -253,18 +253,7 @@ fn a_component_that_loops_forever_is_stopped_at_its_deadline() {
     }
     let (_, status) = server.get("/v1/models/hf-vit");
     assert_eq!(status["model_version_status"][0]["state"], "AVAILABLE");
-    let result = run_client(
-        "grpc_client.py",
-        &[
-            "overload".into(),
-            "--addr".into(),
-            server.grpc_addr(),
-            "--image".into(),
-            coco_jpeg().display().to_string(),
-            "--concurrency".into(),
-            "1".into(),
-        ],
-    );
+    let result = grpc_predicts(&server, 1);
     assert_eq!(result["codes"][0][0], "DEADLINE_EXCEEDED", "{result}");
     let log = server.log();
     assert_eq!(

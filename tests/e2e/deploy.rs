@@ -603,25 +603,19 @@ fn deploy_spin_manifest_sources_are_what_the_build_commands_write() {
         let mut args: Vec<String> = Vec::new();
         let mut it = preinit.iter().filter_map(|a| a.as_str());
         while let Some(arg) = it.next() {
-            let value = |v: Option<&str>| v.expect("flag value").to_string();
-            match arg {
-                "--component" => {
-                    let _ = value(it.next());
-                    args.extend(["--component".into(), spin_component().display().to_string()]);
+            // The paths this machine has in place of the manifest's.
+            let local = match arg {
+                "--component" => spin_component(),
+                "--model" => tiny_version(0),
+                "--out" => out.path().join("c.wasm"),
+                other => {
+                    args.push(other.to_string());
+                    continue;
                 }
-                "--model" => {
-                    let _ = value(it.next());
-                    args.extend(["--model".into(), tiny_version(0).display().to_string()]);
-                }
-                "--out" => {
-                    let _ = value(it.next());
-                    args.extend([
-                        "--out".into(),
-                        out.path().join("c.wasm").display().to_string(),
-                    ]);
-                }
-                other => args.push(other.to_string()),
-            }
+            };
+            it.next()
+                .unwrap_or_else(|| panic!("{id}: no value after {arg}"));
+            args.extend([arg.to_string(), local.display().to_string()]);
         }
         let status = vitrine().args(&args).status().expect("run vitrine preinit");
         assert!(

@@ -115,17 +115,7 @@ fn bad_requests_get_clear_errors_and_the_model_keeps_serving() {
             "100000x100000",
         ),
     ];
-    for (what, path, body, want_status, want_text) in cases {
-        let (status, reply) = server.post(path, body);
-        assert_eq!(status, want_status, "{what}: {reply}");
-        let message = reply["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{what}: no \"error\" in {reply}"));
-        assert!(
-            message.contains(want_text),
-            "{what}: {message:?} lacks {want_text:?}"
-        );
-    }
+    check_cases(&server, cases);
     // A body over --max_request_bytes is refused from its declared length,
     // before the server reads it.
     let (status, reply) = declared_length_only(&server, predict, 3_000_000);
@@ -239,6 +229,17 @@ fn request_limits_follow_their_flags() {
             "(--max_image_pixels",
         ),
     ];
+    check_cases(&server, cases);
+    let (status, reply) = server.get("/v1/models/hf-vit");
+    assert_eq!(status, 200);
+    assert_eq!(reply["model_version_status"][0]["state"], "AVAILABLE");
+}
+
+/// A PNG that claims `width`x`height` pixels: signature, IHDR and nothing
+/// else, as a decompression bomb's header would.
+/// Posts each `(what, path, body, status, error text)` case and checks the
+/// status, and for a refusal that its `{"error": ...}` holds the text.
+fn check_cases(server: &Server, cases: Vec<(&str, &str, String, u16, &str)>) {
     for (what, path, body, want_status, want_text) in cases {
         let (status, reply) = server.post(path, body);
         assert_eq!(status, want_status, "{what}: {reply}");
@@ -253,13 +254,8 @@ fn request_limits_follow_their_flags() {
             "{what}: {message:?} lacks {want_text:?}"
         );
     }
-    let (status, reply) = server.get("/v1/models/hf-vit");
-    assert_eq!(status, 200);
-    assert_eq!(reply["model_version_status"][0]["state"], "AVAILABLE");
 }
 
-/// A PNG that claims `width`x`height` pixels: signature, IHDR and nothing
-/// else, as a decompression bomb's header would.
 fn png_header(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = b"IHDR".to_vec();
     ihdr.extend(width.to_be_bytes());

@@ -199,18 +199,7 @@ fn grpc_overload_is_resource_exhausted() {
             "--max_queued_requests=0",
         ],
     );
-    let result = run_client(
-        "grpc_client.py",
-        &[
-            "overload".into(),
-            "--addr".into(),
-            server.grpc_addr(),
-            "--image".into(),
-            coco_jpeg().display().to_string(),
-            "--concurrency".into(),
-            "6".into(),
-        ],
-    );
+    let result = grpc_predicts(&server, 6);
     let codes: Vec<&str> = result["codes"]
         .as_array()
         .expect("codes")
@@ -232,18 +221,7 @@ fn grpc_overload_is_resource_exhausted() {
 fn grpc_past_the_deadline_is_deadline_exceeded() {
     let base = tiny_repo();
     let server = Server::start_with_grpc("hf-vit", &base, &["--rest_api_timeout_in_ms=1"]);
-    let result = run_client(
-        "grpc_client.py",
-        &[
-            "overload".into(),
-            "--addr".into(),
-            server.grpc_addr(),
-            "--image".into(),
-            coco_jpeg().display().to_string(),
-            "--concurrency".into(),
-            "1".into(),
-        ],
-    );
+    let result = grpc_predicts(&server, 1);
     assert_eq!(result["codes"][0][0], "DEADLINE_EXCEEDED", "{result}");
     assert!(
         result["codes"][0][1]

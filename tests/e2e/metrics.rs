@@ -43,18 +43,7 @@ fn metrics_count_requests_of_every_api() {
     );
     assert_eq!(status, 200, "{reply}");
     // One gRPC Predict of 16 images.
-    let grpc = run_client(
-        "grpc_client.py",
-        &[
-            "overload".into(),
-            "--addr".into(),
-            server.grpc_addr(),
-            "--image".into(),
-            coco_jpeg().display().to_string(),
-            "--concurrency".into(),
-            "1".into(),
-        ],
-    );
+    let grpc = grpc_predicts(&server, 1);
     assert_eq!(grpc["codes"], json!([["OK", ""]]));
 
     let m = scrape(&server, "/monitoring/prometheus/metrics");

@@ -595,3 +595,21 @@ pub fn spin_component() -> PathBuf {
         .get_or_init(|| build_component("spin", &[], &[]))
         .clone()
 }
+
+/// `concurrency` gRPC Predicts of the blog's image at once, through
+/// `tests/clients/grpc_client.py`; `codes` holds each call's status code
+/// and message.
+pub fn grpc_predicts(server: &Server, concurrency: usize) -> Value {
+    run_client(
+        "grpc_client.py",
+        &[
+            "overload".into(),
+            "--addr".into(),
+            server.grpc_addr(),
+            "--image".into(),
+            coco_jpeg().display().to_string(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+        ],
+    )
+}
