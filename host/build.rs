@@ -20,17 +20,27 @@ fn main() {
     compile_protos();
 }
 
-/// TF Serving's services, compiled by protox (pure Rust, so no `protoc` is
-/// needed on any machine) and turned into tonic servers.
+/// TF Serving's services and config files, compiled by protox (pure Rust,
+/// so no `protoc` is needed on any machine) into tonic servers and prost
+/// types, and the descriptor set the config files' text format is read with.
 fn compile_protos() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    let services = [
+    let files = [
         "tensorflow_serving/apis/prediction_service.proto",
         "tensorflow_serving/apis/model_service.proto",
+        "tensorflow_serving/config/monitoring_config.proto",
+        "tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
+        "vitrine/config.proto",
     ];
-    let descriptors = protox::compile(services, [&root])
+    let descriptors = protox::compile(files, [&root])
         .unwrap_or_else(|e| panic!("the protos under {} do not compile: {e:?}", root.display()));
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(
+        out_dir.join("file_descriptor_set.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )
+    .unwrap_or_else(|e| panic!("cannot write the descriptor set: {e}"));
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)

@@ -2,59 +2,40 @@
 //! (pre/postprocessing and tract inference) sandboxed in a WebAssembly
 //! component and TF Serving's REST API in front.
 //!
-//! - [`cli`]: flags, in TF Serving's names.
-//! - [`model_config`]: which models to serve (`--model_config_file`).
-//! - [`repository`]: finds model versions under `<base>/<name>/<version>/`,
-//!   and says when one is completely copied.
-//! - [`lifecycle`]: loads, warms up, swaps and unloads versions.
-//! - [`limits`]: limits on hostile input and slow clients, from the flags.
-//! - [`registry`]: what is served now; routes a request to a version.
-//! - [`warmup`]: warm-up requests from `assets.extra/`.
-//! - [`engine`]: wasmtime setup and the compiled-component cache.
-//! - [`pool`]: warm component instances that answer requests.
-//! - [`nn`]: `wasi:nn` for the component, backed by [`native`] tract models
-//!   and the [`batching`] scheduler.
+//! The rooms, in the order a request travels through them:
+//!
+//! - [`frontends`]: TF Serving's REST API, KServe v2, gRPC, the admin
+//!   endpoint and Prometheus monitoring.
 //! - [`routing`]: the one core every front end resolves and calls through.
-//! - [`rest`]: TF Serving's REST API.
-//! - [`kserve`]: KServe's v2 inference protocol on the REST port.
-//! - [`grpc`]: TF Serving's gRPC API and gRPC health.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`admin`]: the REST reload endpoint.
-//! - [`demo`]: the bundled demo model.
-//! - [`textproto`]: protobuf text format, for TF Serving's config files.
+//! - [`models`]: which models to serve (config file), their versions on disk
+//!   (repository), loading, warm-up and swaps (lifecycle), and what is served
+//!   now (registry).
+//! - [`runtime`]: wasmtime: the engine and compiled-component cache, pools of
+//!   warm instances, `wasi:nn` for the guest, pre-initialization.
+//! - [`engines`]: native engines that run a version's graph, and the batcher
+//!   that feeds them.
+//! - [`config`]: flags (in TF Serving's names), limits, and the protobuf text
+//!   format of TF Serving's config files.
+//! - [`metrics`]: Prometheus counters and gauges, recorded by every room.
+//! - [`proto`]: TF Serving's protobuf types, generated from `host/proto`.
+//! - [`server`]: `vitrine serve`, which wires the rooms together.
+//! - [`tools`]: the other subcommands (demo model, native benchmark).
 
-mod admin;
-mod batching;
-mod bench;
-mod cli;
-mod demo;
-mod engine;
-mod grpc;
-mod kserve;
-mod lifecycle;
-mod limits;
+mod config;
+mod engines;
+mod frontends;
 mod metrics;
-mod model_config;
-mod native;
-mod nn;
-mod pool;
-#[cfg(feature = "preinit")]
-mod preinit;
-mod registry;
-mod repository;
-mod rest;
+mod models;
+mod proto;
 mod routing;
+mod runtime;
 mod server;
-// A shared reader for TF Serving's config files; not every accessor is used
-// by every file.
-#[allow(dead_code)]
-mod textproto;
-mod warmup;
+mod tools;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command};
+use crate::config::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -71,15 +52,15 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Serve(args) => server::run(*args),
-        Command::DemoModel(args) => demo::write(&args.out, args.size, args.seed),
-        Command::Compile(args) => engine::compile_command(args),
+        Command::DemoModel(args) => tools::demo::write(&args.out, args.size, args.seed),
+        Command::Compile(args) => runtime::engine::compile_command(args),
         #[cfg(feature = "preinit")]
-        Command::Preinit(args) => preinit::command(args),
+        Command::Preinit(args) => runtime::preinit::command(args),
         #[cfg(not(feature = "preinit"))]
         Command::Preinit(_) => Err(anyhow::anyhow!(
             "this vitrine was built without the `preinit` feature; build it with `cargo build --release -p vitrine`"
         )),
-        Command::BenchNative(args) => bench::native(args),
+        Command::BenchNative(args) => tools::bench::native(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,27 +2,26 @@
 //! format at TF Serving's path, `/monitoring/prometheus/metrics`.
 //!
 //! Counters and histograms are recorded where things happen (requests in
-//! [`crate::routing`], loads in the server, batches by whoever runs them);
-//! per-version gauges (state, instances, queue depth) are read from the
-//! registry at scrape time, so a version that goes away leaves no stale
-//! series behind.
+//! [`crate::routing`], loads in the lifecycle, batches by whoever runs them);
+//! per-version gauges (state, instances, queue depth) are handed to
+//! [`render`] at scrape time by [`crate::frontends::monitoring`], so a
+//! version that goes away leaves no stale series behind. It imports only
+//! the config readers and the protobuf types.
 //!
 //! `--monitoring_config_file` takes TF Serving's `MonitoringConfig` in
 //! protobuf text format; without it metrics are on at the default path.
 
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::extract::State;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
 
-use crate::registry::{Registry, VersionState};
-use crate::routing::Api;
-use crate::textproto;
+use crate::config::textproto;
+use crate::proto::tensorflow::serving as tfs;
 
 /// TF Serving's default metrics path.
 pub const DEFAULT_PATH: &str = "/monitoring/prometheus/metrics";
@@ -141,16 +140,17 @@ fn version_label(version: Option<u64>) -> String {
 }
 
 /// Counts one inference request and records its latency. `version` is
-/// `None` when no version was resolved; `status` is a canonical code name.
+/// `None` when no version was resolved; `api` is the front end's label;
+/// `status` is a canonical code name.
 pub fn record_request(
     model: &str,
     version: Option<u64>,
-    api: Api,
+    api: &str,
     status: &str,
     elapsed: Duration,
 ) {
     let version = version_label(version);
-    let labels = [model, version.as_str(), api.label(), status];
+    let labels = [model, version.as_str(), api, status];
     METRICS.requests.with_label_values(&labels).inc();
     METRICS
         .latency
@@ -174,49 +174,33 @@ pub fn record_load(model: &str, version: u64, elapsed: Duration) {
         .set(elapsed.as_secs_f64());
 }
 
-/// Serves [`render`] at `path`.
-pub fn router(path: &str, registry: Arc<Registry>) -> axum::Router {
-    axum::Router::new()
-        .route(
-            path,
-            axum::routing::get(|State(registry): State<Arc<Registry>>| async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    render(&registry),
-                )
-            }),
-        )
-        .with_state(registry)
+/// One model version's gauges at scrape time.
+pub struct VersionGauges<'a> {
+    pub model: &'a str,
+    pub version: u64,
+    /// `LOADING`, `AVAILABLE` or `END`.
+    pub state: &'static str,
+    /// `(instances, busy, queued)` of an available version's pool.
+    pub pool: Option<(usize, usize, usize)>,
 }
 
 /// Everything, in the Prometheus text format, with the per-version gauges
-/// read from `registry` now.
-pub fn render(registry: &Registry) -> String {
+/// set from `versions` now.
+pub fn render<'a>(versions: impl IntoIterator<Item = VersionGauges<'a>>) -> String {
     let m = &*METRICS;
     m.state.reset();
     m.instances.reset();
     m.busy.reset();
     m.queue_depth.reset();
-    for model in registry.model_names() {
-        let model = model.as_str();
-        for (version, state) in registry.versions(model) {
-            let v = version.to_string();
-            let name = state.name();
-            m.state.with_label_values(&[model, &v, name]).set(1);
-            if let VersionState::Available(pool) = state {
-                let stats = pool.stats();
-                let labels = [model, v.as_str()];
-                m.instances
-                    .with_label_values(&labels)
-                    .set(stats.instances as i64);
-                m.busy.with_label_values(&labels).set(stats.busy as i64);
-                m.queue_depth
-                    .with_label_values(&labels)
-                    .set(stats.queued as i64);
-            }
+    for gauges in versions {
+        let v = gauges.version.to_string();
+        let model = gauges.model;
+        m.state.with_label_values(&[model, &v, gauges.state]).set(1);
+        if let Some((instances, busy, queued)) = gauges.pool {
+            let labels = [model, v.as_str()];
+            m.instances.with_label_values(&labels).set(instances as i64);
+            m.busy.with_label_values(&labels).set(busy as i64);
+            m.queue_depth.with_label_values(&labels).set(queued as i64);
         }
     }
     let mut out = Vec::new();
@@ -262,43 +246,17 @@ impl Monitoring {
     /// a config that does not say `enable: true` turns metrics off, and an
     /// empty path means the default one.
     pub fn parse(text: &str) -> anyhow::Result<Monitoring> {
-        let config = textproto::parse(text)?;
-        let (mut enable, mut path) = (false, String::new());
-        for (field, value) in &config.fields {
-            let prometheus = match (field.as_str(), value.as_message()) {
-                ("prometheus_config", Some(m)) => m,
-                ("prometheus_config", None) => {
-                    bail!("prometheus_config must be followed by {{ ... }}")
-                }
-                (other, _) => {
-                    bail!("unknown field {other:?}; the monitoring config holds prometheus_config")
-                }
-            };
-            for (name, value) in &prometheus.fields {
-                match name.as_str() {
-                    "enable" => {
-                        enable = value.as_bool().with_context(|| {
-                            format!("enable must be true or false, got {value:?}")
-                        })?
-                    }
-                    "path" => {
-                        path = value
-                            .as_str()
-                            .with_context(|| format!("path must be a string, got {value:?}"))?
-                            .to_string()
-                    }
-                    other => {
-                        bail!("unknown prometheus_config field {other:?}; expected enable or path")
-                    }
-                }
-            }
-        }
-        if !enable {
+        let config = textproto::parse::<tfs::MonitoringConfig>(
+            "tensorflow.serving.MonitoringConfig",
+            text,
+        )?;
+        let Some(prometheus) = config.prometheus_config.filter(|p| p.enable) else {
             return Ok(Monitoring { path: None });
-        }
-        if path.is_empty() {
-            path = DEFAULT_PATH.to_string();
-        }
+        };
+        let path = match prometheus.path {
+            p if p.is_empty() => DEFAULT_PATH.to_string(),
+            p => p,
+        };
         if !path.starts_with('/')
             || path.starts_with("/v1/")
             || path.starts_with("/v2/")
@@ -355,11 +313,10 @@ mod tests {
 
     #[test]
     fn renders_the_text_format() {
-        record_request("m", Some(1), Api::Grpc, "OK", Duration::from_millis(20));
+        record_request("m", Some(1), "grpc", "OK", Duration::from_millis(20));
         record_batch("m", 1, 3);
         record_load("m", 1, Duration::from_secs(2));
-        let registry = Registry::new(1);
-        let text = render(&registry);
+        let text = render([]);
         assert!(
             text.contains(
                 "vitrine_requests_total{api=\"grpc\",model=\"m\",status=\"OK\",version=\"1\"} 1"

@@ -8,17 +8,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::batching::BatchingParameters;
-use crate::cli::{InferencePath, ServeArgs};
-use crate::lifecycle::{Lifecycle, Loader};
-use crate::model_config::ModelConfig;
-use crate::native::{self, NativeOptions, cores};
-use crate::pool::Budgets;
-pub use crate::registry::Registry;
-use crate::{
-    admin, demo, engine, grpc, kserve, lifecycle, limits, metrics, model_config, pool, repository,
-    rest,
-};
+use crate::engines::batcher::BatchingParameters;
+use crate::config::cli::{InferencePath, ServeArgs};
+use crate::models::lifecycle::{Lifecycle, Loader};
+use crate::models::config::ModelConfig;
+use crate::config::cores;
+use crate::engines::native::NativeOptions;
+use crate::engines::tract;
+use crate::runtime::pool::Budgets;
+use crate::models::registry::Registry;
+use crate::config::limits;
+use crate::frontends::{admin, grpc, kserve, monitoring, rest};
+use crate::metrics;
+use crate::models::{config as model_config, lifecycle, repository};
+use crate::runtime::{engine, pool};
+use crate::tools::demo;
 
 /// The models to serve: `--model_config_file`, or the one model of
 /// `--model_name` and `--model_base_path` (the demo model without a path).
@@ -197,7 +201,7 @@ async fn serve(
     // Bad flags or config fail fast, before ports are bound.
     let native = native_options(&args)?;
     if native.is_some() {
-        let threads = native::set_intra_op_threads(args.intra_op_parallelism);
+        let threads = tract::set_intra_op_threads(args.intra_op_parallelism);
         tracing::info!(
             "host path: models run natively on {threads} threads per run, batching {}",
             if args.enable_batching { "on" } else { "off" }
@@ -307,7 +311,7 @@ async fn serve(
             limits::timeout(args.rest_api_body_read_timeout_in_ms),
         ));
     if let Some(path) = &monitoring.path {
-        app = app.merge(metrics::router(path, registry.clone()));
+        app = app.merge(monitoring::router(path, registry.clone()));
     }
     let header_timeout = limits::timeout(args.rest_api_header_read_timeout_in_ms);
     let server = async {

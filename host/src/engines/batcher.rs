@@ -10,15 +10,14 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tract_onnx::prelude::Tensor;
-use vitrine_component::inference::Classifier;
-
-use crate::textproto;
+use crate::config::textproto;
+use crate::proto::tensorflow::serving as tfs;
+use crate::proto::vitrine::config::BareBatchingParameters;
+use crate::engines::{Engine, RunStats};
 
 /// `--batching_parameters_file`, with TF Serving's defaults for what it omits.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +41,7 @@ impl Default for BatchingParameters {
             max_batch_size: 1000,
             batch_timeout: Duration::ZERO,
             max_enqueued_batches: 100,
-            num_batch_threads: crate::native::cores(),
+            num_batch_threads: crate::config::cores(),
             allowed_batch_sizes: Vec::new(),
         }
     }
@@ -56,39 +55,60 @@ impl BatchingParameters {
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
-    /// TF Serving's `BatchingParameters` text format. Each field may be
-    /// written bare (`max_batch_size: 32`) or, as TF Serving writes it,
-    /// wrapped (`max_batch_size { value: 32 }`).
+    /// TF Serving's `BatchingParameters` text format. Fields are wrapped as
+    /// TF Serving writes them (`max_batch_size { value: 32 }`) or, one form
+    /// throughout a file, bare (`max_batch_size: 32`).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let message = textproto::parse(text)?;
+        let fields = match textproto::parse::<tfs::BatchingParameters>(
+            "tensorflow.serving.BatchingParameters",
+            text,
+        ) {
+            Ok(w) => BareBatchingParameters {
+                max_batch_size: w.max_batch_size,
+                batch_timeout_micros: w.batch_timeout_micros,
+                max_enqueued_batches: w.max_enqueued_batches,
+                num_batch_threads: w.num_batch_threads,
+                allowed_batch_sizes: w.allowed_batch_sizes,
+                ..Default::default()
+            },
+            Err(wrapped) => textproto::parse::<BareBatchingParameters>(
+                "vitrine.config.BareBatchingParameters",
+                text,
+            )
+            .map_err(|bare| {
+                // The form that read further is the one the file is in.
+                let e = if bare.offset > wrapped.offset { bare } else { wrapped };
+                match &e.unknown_field {
+                    Some((field, _)) => anyhow::anyhow!(
+                        "line {}:{}: unknown batching parameter {field:?}; known: max_batch_size, batch_timeout_micros, \
+                         max_enqueued_batches, num_batch_threads, allowed_batch_sizes",
+                        e.line,
+                        e.column
+                    ),
+                    None => anyhow::anyhow!(e),
+                }
+            })?,
+        };
+        let number = |name: &str, value: i64| {
+            u64::try_from(value)
+                .with_context(|| format!("{name} must be a non-negative integer, got {value}"))
+        };
         let mut p = BatchingParameters::default();
-        for (name, value) in &message.fields {
-            let number = || -> anyhow::Result<u64> {
-                let scalar = match value.as_message() {
-                    Some(wrapped) => wrapped.get("value").with_context(|| {
-                        format!("{name} {{ }} needs a value, e.g. {name} {{ value: 8 }}")
-                    })?,
-                    None => value,
-                };
-                scalar
-                    .as_u64()
-                    .with_context(|| format!("{name} must be a non-negative integer"))
-            };
-            match name.as_str() {
-                "max_batch_size" => p.max_batch_size = number()? as usize,
-                "batch_timeout_micros" => p.batch_timeout = Duration::from_micros(number()?),
-                "max_enqueued_batches" => p.max_enqueued_batches = number()? as usize,
-                "num_batch_threads" => p.num_batch_threads = number()? as usize,
-                "allowed_batch_sizes" => p.allowed_batch_sizes.push(number()? as usize),
-                // Accepted for TF Serving configs; they change nothing here.
-                "pad_variable_length_inputs"
-                | "thread_pool_name"
-                | "enable_large_batch_splitting" => {}
-                other => bail!(
-                    "unknown batching parameter {other:?}; known: max_batch_size, batch_timeout_micros, \
-                     max_enqueued_batches, num_batch_threads, allowed_batch_sizes"
-                ),
-            }
+        if let Some(v) = fields.max_batch_size {
+            p.max_batch_size = number("max_batch_size", v)? as usize;
+        }
+        if let Some(v) = fields.batch_timeout_micros {
+            p.batch_timeout = Duration::from_micros(number("batch_timeout_micros", v)?);
+        }
+        if let Some(v) = fields.max_enqueued_batches {
+            p.max_enqueued_batches = number("max_enqueued_batches", v)? as usize;
+        }
+        if let Some(v) = fields.num_batch_threads {
+            p.num_batch_threads = number("num_batch_threads", v)? as usize;
+        }
+        for v in fields.allowed_batch_sizes {
+            p.allowed_batch_sizes
+                .push(number("allowed_batch_sizes", v)? as usize);
         }
         p.validate()?;
         Ok(p)
@@ -127,42 +147,6 @@ impl BatchingParameters {
     }
 }
 
-/// Counts of one version's model runs, for `/vitrine/stats`, the batch size
-/// metric and the batching test.
-#[derive(Debug, Default)]
-pub struct RunStats {
-    pub model: String,
-    pub version: u64,
-    pub runs: AtomicU64,
-    pub rows: AtomicU64,
-    pub largest_batch: AtomicU64,
-}
-
-impl RunStats {
-    pub fn new(model: &str, version: u64) -> RunStats {
-        RunStats {
-            model: model.to_string(),
-            version,
-            ..RunStats::default()
-        }
-    }
-
-    pub fn record(&self, rows: usize) {
-        crate::metrics::record_batch(&self.model, self.version, rows);
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        self.largest_batch.fetch_max(rows as u64, Ordering::Relaxed);
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "model_runs": self.runs.load(Ordering::Relaxed),
-            "rows": self.rows.load(Ordering::Relaxed),
-            "largest_batch": self.largest_batch.load(Ordering::Relaxed),
-        })
-    }
-}
-
 /// The reply to one task: its logits rows, or why there are none.
 pub type TaskResult = Result<Vec<f32>, String>;
 
@@ -186,7 +170,7 @@ struct Queue {
 
 struct Shared {
     params: BatchingParameters,
-    model: Arc<Classifier>,
+    engine: Arc<dyn Engine>,
     stats: Arc<RunStats>,
     queue: Mutex<Queue>,
     wakeup: Condvar,
@@ -215,13 +199,13 @@ pub struct QueueFull {
 impl BatchScheduler {
     pub fn start(
         name: &str,
-        model: Arc<Classifier>,
+        engine: Arc<dyn Engine>,
         params: BatchingParameters,
         stats: Arc<RunStats>,
     ) -> anyhow::Result<BatchScheduler> {
         params.validate()?;
         let shared = Arc::new(Shared {
-            model,
+            engine,
             stats,
             queue: Mutex::new(Queue {
                 batches: VecDeque::new(),
@@ -325,22 +309,18 @@ fn batch_thread(shared: &Shared) {
 
 fn run_batch(shared: &Shared, batch: Batch) {
     let padded = shared.params.padded(batch.rows);
-    let result =
-        assemble(&shared.model, &batch, padded).and_then(|input| shared.model.run_tensor(input));
+    let parts: Vec<&[u8]> = batch.tasks.iter().map(|t| t.input.as_slice()).collect();
+    let result = shared.engine.run(padded, &parts);
     shared.stats.record(padded);
     match result {
-        Ok(logits) => {
-            let rows = logits
-                .try_as_plain_ram()
-                .and_then(|v| v.as_slice::<f32>())
-                .map_err(|e| format!("unexpected logits: {e}"));
-            let width = shared.model.num_labels;
+        Ok(rows) => {
+            let width = shared.engine.num_labels();
             let mut start = 0;
             for task in batch.tasks {
                 let mine = rows
-                    .as_ref()
-                    .map(|all| all[start * width..(start + task.rows) * width].to_vec())
-                    .map_err(Clone::clone);
+                    .get(start * width..(start + task.rows) * width)
+                    .map(<[f32]>::to_vec)
+                    .ok_or_else(|| format!("the engine returned {} logits", rows.len()));
                 start += task.rows;
                 // A caller that gave up (disconnected) has dropped its receiver.
                 let _ = task.reply.send(mine);
@@ -357,37 +337,6 @@ fn run_batch(shared: &Shared, batch: Batch) {
             }
         }
     }
-}
-
-/// The batch's images, back to back, padded with zeros to `padded` rows.
-fn assemble(model: &Classifier, batch: &Batch, padded: usize) -> anyhow::Result<Tensor> {
-    pixel_tensor(
-        model,
-        padded,
-        batch.tasks.iter().map(|t| t.input.as_slice()),
-    )
-}
-
-/// An f32 tensor `[rows, c, h, w]` filled from `parts` (little-endian pixel
-/// bytes, whole images each) in order, zeros after them: the one copy from
-/// wasi:nn's bytes into aligned storage.
-pub fn pixel_tensor<'a>(
-    model: &Classifier,
-    rows: usize,
-    parts: impl IntoIterator<Item = &'a [u8]>,
-) -> anyhow::Result<Tensor> {
-    let mut input = Tensor::zero::<f32>(&[rows, model.channels, model.height, model.width])?;
-    let bytes = input.as_bytes_mut();
-    let mut at = 0;
-    for part in parts {
-        let end = at + part.len();
-        let Some(dest) = bytes.get_mut(at..end) else {
-            bail!("{end} bytes of images overrun a tensor of {rows} images");
-        };
-        dest.copy_from_slice(part);
-        at = end;
-    }
-    Ok(input)
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use axum::routing::any;
 use serde_json::json;
 use vitrine_component::kserve::{self, ModelAction, V2Route};
 
-use crate::rest;
+use crate::frontends::rest;
 use crate::routing::{self, Api, Code, Failure, Forward};
-use crate::server::Registry;
+use crate::models::registry::Registry;
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()

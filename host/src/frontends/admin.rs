@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::lifecycle::{ConfigSource, Lifecycle};
+use crate::models::lifecycle::{ConfigSource, Lifecycle};
 use crate::routing;
 
 pub const RELOAD_PATH: &str = "/v1/admin/reload-config";

@@ -1,37 +1,18 @@
-//! The host's native backend: each model version's graph loaded and
-//! optimised once with tract, shared by every instance of the version, run
-//! multi-threaded, directly or through the dynamic batcher.
+//! One model version loaded natively: its [`Engine`], shared by every
+//! instance of the version, run directly (a bounded number of runs at once)
+//! or through the dynamic [`batcher`](crate::engines::batcher).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
-use tract_onnx::prelude::Datum;
-use vitrine_component::inference::{Classifier, Engine};
+use vitrine_component::inference::Engine as ComponentEngine;
 use vitrine_component::service::LoadedModel;
 
-use crate::batching::{BatchScheduler, BatchingParameters, RunStats, pixel_tensor};
-
-/// The machine's cores: the default for every "0 = one per core" flag.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Sets the threads one model run uses (`--tensorflow_intra_op_parallelism`,
-/// 0 = one per core). Process-wide: tract reads its default executor.
-pub fn set_intra_op_threads(threads: usize) -> usize {
-    let threads = match threads {
-        0 => cores(),
-        n => n,
-    };
-    if threads > 1 {
-        tract_linalg::multithread::set_default_executor(
-            tract_linalg::multithread::Executor::multithread_with_name(threads, "tract"),
-        );
-    }
-    threads
-}
+use crate::engines::batcher::{BatchScheduler, BatchingParameters};
+use crate::engines::tract::TractEngine;
+use crate::engines::{Engine, RunStats};
 
 /// How the host runs models natively.
 #[derive(Debug, Clone)]
@@ -57,7 +38,7 @@ enum Runner {
 
 /// One model version, loaded natively.
 pub struct NativeModel {
-    classifier: Arc<Classifier>,
+    engine: Arc<dyn Engine>,
     runner: Runner,
     pub stats: Arc<RunStats>,
 }
@@ -73,14 +54,14 @@ impl NativeModel {
     ) -> anyhow::Result<NativeModel> {
         let loaded = LoadedModel::load(dir)?;
         // Natively the component's engine is always tract.
-        let Engine::Tract(classifier) = loaded.engine;
-        let classifier = Arc::new(classifier);
+        let ComponentEngine::Tract(classifier) = loaded.engine;
+        let engine: Arc<dyn Engine> = Arc::new(TractEngine(classifier));
         let stats = Arc::new(RunStats::new(model, version));
         let runner = match &options.batching {
             Some(params) => Runner::Batched(
                 BatchScheduler::start(
                     &format!("{model}-{version}"),
-                    classifier.clone(),
+                    engine.clone(),
                     params.clone(),
                     stats.clone(),
                 )
@@ -89,7 +70,7 @@ impl NativeModel {
             None => Runner::Direct(Arc::new(Semaphore::new(options.runs_at_once.max(1)))),
         };
         Ok(NativeModel {
-            classifier,
+            engine,
             runner,
             stats,
         })
@@ -97,12 +78,16 @@ impl NativeModel {
 
     /// `[channels, height, width]` of one image.
     pub fn image_shape(&self) -> [usize; 3] {
-        let c = &self.classifier;
-        [c.channels, c.height, c.width]
+        self.engine.image_shape()
     }
 
     pub fn num_labels(&self) -> usize {
-        self.classifier.num_labels
+        self.engine.num_labels()
+    }
+
+    /// The engine that runs this version: `"tract"` or `"onnxruntime"`.
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
     }
 
     pub fn batching(&self) -> bool {
@@ -112,7 +97,7 @@ impl NativeModel {
     /// Logits `[rows, num_labels]` for `input`: `rows` images of f32 pixels
     /// as little-endian bytes.
     pub async fn infer(&self, rows: usize, input: Vec<u8>) -> Result<Vec<f32>, NativeError> {
-        let row_bytes = self.classifier.image_len() * f32::datum_type().size_of();
+        let row_bytes = self.engine.image_bytes();
         if rows == 0 || input.len() != rows * row_bytes {
             return Err(NativeError::Invalid(format!(
                 "expected {rows} images of {row_bytes} bytes, got {} bytes",
@@ -125,15 +110,12 @@ impl NativeModel {
                     .acquire()
                     .await
                     .map_err(|e| NativeError::Failed(e.to_string()))?;
-                let classifier = self.classifier.clone();
+                let engine = self.engine.clone();
                 let stats = self.stats.clone();
                 tokio::task::spawn_blocking(move || {
-                    let tensor = pixel_tensor(&classifier, rows, [input.as_slice()])?;
-                    drop(input);
-                    let logits = classifier.run_tensor(tensor)?;
+                    let logits = engine.run(rows, &[input.as_slice()])?;
                     stats.record(rows);
-                    let slice = logits.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-                    anyhow::Ok(slice)
+                    anyhow::Ok(logits)
                 })
                 .await
                 .map_err(|e| NativeError::Failed(format!("inference thread failed: {e}")))?

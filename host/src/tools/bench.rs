@@ -8,11 +8,11 @@ use tract_onnx::prelude::Tensor;
 use vitrine_component::inference::Engine;
 use vitrine_component::service::LoadedModel;
 
-use crate::cli::BenchNativeArgs;
-use crate::native;
+use crate::config::cli::BenchNativeArgs;
+use crate::engines::tract;
 
 pub fn native(args: BenchNativeArgs) -> anyhow::Result<()> {
-    let threads = native::set_intra_op_threads(args.threads);
+    let threads = tract::set_intra_op_threads(args.threads);
     let started = Instant::now();
     let loaded = LoadedModel::load(&args.model)
         .with_context(|| format!("cannot load {}", args.model.display()))?;

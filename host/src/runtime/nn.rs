@@ -1,4 +1,4 @@
-//! `wasi:nn` for the component, backed by [`crate::native`].
+//! `wasi:nn` for the component, backed by [`crate::engines::native`].
 //!
 //! Each instance sees exactly one graph: its own model version's, named in
 //! the guest's `VITRINE_NN_GRAPH`, preloaded and optimised by the host and
@@ -7,12 +7,11 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use vitrine_component::inference::OVERLOADED_PREFIX;
 
-use crate::native::{NativeError, NativeModel};
-use crate::pool::HostState;
+use crate::engines::native::{NativeError, NativeModel};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -52,9 +51,25 @@ pub struct NnState {
     pub graph: Option<(String, Arc<NativeModel>)>,
 }
 
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    NnClient::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
-        .map_err(anyhow::Error::from)
+/// What the `wasi:nn` functions see of an instance's state: its resource
+/// table and its graph. The pool's store state hands one out, so this
+/// module need not know that state's type.
+pub struct NnView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub state: &'a NnState,
+}
+
+struct HasNn;
+
+impl HasData for HasNn {
+    type Data<'a> = NnView<'a>;
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> NnView<'_>,
+) -> anyhow::Result<()> {
+    NnClient::add_to_linker::<T, HasNn>(linker, view).map_err(anyhow::Error::from)
 }
 
 type Fallible<T> = wasmtime::Result<Result<T, Resource<NnError>>>;
@@ -67,9 +82,9 @@ fn fail<T>(table: &mut ResourceTable, code: ErrorCode, data: impl Into<String>) 
     Ok(Err(e))
 }
 
-impl wasi::nn::errors::Host for HostState {}
+impl wasi::nn::errors::Host for NnView<'_> {}
 
-impl wasi::nn::errors::HostError for HostState {
+impl wasi::nn::errors::HostError for NnView<'_> {
     async fn code(&mut self, e: Resource<NnError>) -> wasmtime::Result<ErrorCode> {
         Ok(self.table.get(&e)?.code)
     }
@@ -84,9 +99,9 @@ impl wasi::nn::errors::HostError for HostState {
     }
 }
 
-impl wasi::nn::tensor::Host for HostState {}
+impl wasi::nn::tensor::Host for NnView<'_> {}
 
-impl wasi::nn::tensor::HostTensor for HostState {
+impl wasi::nn::tensor::HostTensor for NnView<'_> {
     async fn new(
         &mut self,
         dimensions: Vec<u32>,
@@ -118,7 +133,7 @@ impl wasi::nn::tensor::HostTensor for HostState {
     }
 }
 
-impl wasi::nn::graph::Host for HostState {
+impl wasi::nn::graph::Host for NnView<'_> {
     async fn load(
         &mut self,
         _builder: Vec<Vec<u8>>,
@@ -133,7 +148,7 @@ impl wasi::nn::graph::Host for HostState {
     }
 
     async fn load_by_name(&mut self, name: String) -> Fallible<Resource<NnGraph>> {
-        match &self.nn.graph {
+        match &self.state.graph {
             Some((own, model)) if *own == name => {
                 let graph = NnGraph(model.clone());
                 Ok(Ok(self.table.push(graph)?))
@@ -147,7 +162,7 @@ impl wasi::nn::graph::Host for HostState {
     }
 }
 
-impl wasi::nn::graph::HostGraph for HostState {
+impl wasi::nn::graph::HostGraph for NnView<'_> {
     async fn init_execution_context(
         &mut self,
         g: Resource<NnGraph>,
@@ -162,9 +177,9 @@ impl wasi::nn::graph::HostGraph for HostState {
     }
 }
 
-impl wasi::nn::inference::Host for HostState {}
+impl wasi::nn::inference::Host for NnView<'_> {}
 
-impl wasi::nn::inference::HostGraphExecutionContext for HostState {
+impl wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
     async fn compute(
         &mut self,
         ctx: Resource<NnContext>,

@@ -16,9 +16,9 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wizer::Wizer;
 
-use crate::cli::PreinitArgs;
-use crate::engine;
-use crate::pool::{self, GUEST_MODEL_DIR, HostState};
+use crate::config::cli::PreinitArgs;
+use crate::runtime::engine;
+use crate::runtime::pool::{self, GUEST_MODEL_DIR, HostState};
 
 pub fn command(args: PreinitArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()

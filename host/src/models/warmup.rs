@@ -141,23 +141,10 @@ fn tfrecord_records(mut bytes: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
     Ok(records)
 }
 
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
+/// TFRecord's mask over CRC-32C, so a CRC over data holding CRCs stays
+/// well distributed.
 fn masked_crc32c(bytes: &[u8]) -> u32 {
-    let crc = crc32c(bytes);
+    let crc = crc32c::crc32c(bytes);
     (crc.rotate_right(15)).wrapping_add(0xa282_ead8)
 }
 
@@ -323,6 +310,8 @@ mod tests {
         request.extend(field(2, &entry));
         field(6, &field(1, &request))
     }
+
+    use crc32c::crc32c;
 
     #[test]
     fn crc32c_matches_the_standard_check_value() {

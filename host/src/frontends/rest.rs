@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use vitrine_component::api::{self, Action, ApiError, Route};
 
-use crate::registry::{Registry, VersionState};
+use crate::models::registry::{Registry, VersionState};
 use crate::routing::{self, Api, Forward};
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the
@@ -147,7 +147,7 @@ pub(crate) fn error(e: ApiError) -> Response {
 
 /// A component reply as the HTTP front ends send it on: a 503 from the
 /// guest means "not now" too, and says when to retry.
-pub(crate) fn pass_through(response: crate::pool::Response) -> Response {
+pub(crate) fn pass_through(response: crate::runtime::pool::Response) -> Response {
     let mut response = response.map(Body::new);
     if response.status() == StatusCode::SERVICE_UNAVAILABLE {
         response

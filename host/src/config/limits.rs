@@ -10,7 +10,7 @@ use std::time::Duration;
 use vitrine_component::api::{MAX_INSTANCES_ENV, MAX_JSON_DEPTH_ENV};
 use vitrine_component::preprocess::{MAX_IMAGE_DIMENSION_ENV, MAX_IMAGE_PIXELS_ENV};
 
-use crate::cli::ServeArgs;
+use crate::config::cli::ServeArgs;
 
 /// The component's request and decode limits, as its environment.
 pub fn guest_env(args: &ServeArgs) -> Vec<(&'static str, String)> {
@@ -59,7 +59,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::config::cli::{Cli, Command};
 
     fn serve(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
         let args = ["vitrine", "serve"].iter().chain(flags);

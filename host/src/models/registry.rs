@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use vitrine_component::api::{VersionSelector, VersionStatus};
 
-use crate::pool::InstancePool;
+use crate::runtime::pool::InstancePool;
 
 /// Where one model version stands, in TF Serving's terms.
 #[derive(Clone)]

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-use crate::cli::CompileArgs;
+use crate::config::cli::CompileArgs;
 
 /// The component built into this binary by `build.rs`.
 pub static BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("VITRINE_COMPONENT_WASM"));

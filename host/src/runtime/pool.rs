@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 
-use crate::engine::EPOCH_TICK;
-use crate::native::NativeModel;
-use crate::nn::{self, NnState};
+use crate::runtime::engine::EPOCH_TICK;
+use crate::engines::native::NativeModel;
+use crate::runtime::nn::{self, NnState, NnView};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::time::Duration;
@@ -34,8 +34,8 @@ pub const GUEST_MODEL_DIR: &str = "/model";
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    pub(crate) table: ResourceTable,
-    pub(crate) nn: NnState,
+    table: ResourceTable,
+    nn: NnState,
     limits: StoreLimits,
 }
 
@@ -79,7 +79,10 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    nn::add_to_linker(&mut linker)?;
+    nn::add_to_linker(&mut linker, |s: &mut HostState| NnView {
+        table: &mut s.table,
+        state: &s.nn,
+    })?;
     Ok(linker)
 }
 

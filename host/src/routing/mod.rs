@@ -14,8 +14,8 @@ use vitrine_component::api::{ApiError, VersionSelector, VersionStatus};
 use vitrine_component::service::BATCH_SIZE_HEADER;
 
 use crate::metrics;
-use crate::pool::{self, CallError, InstancePool};
-use crate::registry::{Registry, ResolveError};
+use crate::runtime::pool::{self, CallError, InstancePool};
+use crate::models::registry::{Registry, ResolveError};
 
 /// Which front end a request came through, as the metrics name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +226,7 @@ pub async fn call(
         metrics::record_request(
             &resolved.model,
             Some(resolved.version),
-            api,
+            api.label(),
             status,
             started.elapsed(),
         );
@@ -276,7 +276,7 @@ pub fn record_refused(registry: &Registry, api: Api, model: &str, code: Code, st
     // Names of unknown models are the client's to choose: they are not
     // metric labels.
     let name = if registry.has_model(model) { model } else { "" };
-    metrics::record_request(name, None, api, code.name(), started.elapsed());
+    metrics::record_request(name, None, api.label(), code.name(), started.elapsed());
 }
 
 async fn send(

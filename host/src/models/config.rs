@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::textproto::{self, Message, Value};
+use crate::config::textproto;
+use crate::proto::tensorflow::serving as tfs;
 
 /// Which versions of a model to serve, as TF Serving's
 /// `model_version_policy`.
@@ -96,32 +97,54 @@ impl ModelConfig {
 /// config files work unchanged, and the format Vitrine actually serves.
 const PLATFORMS: [&str; 2] = ["tensorflow", "onnx"];
 
-/// `config` fields TF Serving knows that change nothing here.
-const IGNORED_FIELDS: [&str; 2] = ["logging_config", "model_type"];
-
 /// Reads a `ModelServerConfig` in text format. Every problem is an error
-/// naming the model and field, so a bad config is refused as a whole.
+/// naming the line or the model and field, so a bad config is refused as a
+/// whole.
 pub fn parse(text: &str) -> anyhow::Result<Vec<ModelConfig>> {
-    let root = textproto::parse(text).map_err(|e| anyhow::anyhow!("line {e}"))?;
-    for (name, _) in &root.fields {
-        if name != "model_config_list" {
-            anyhow::bail!(
-                "unsupported top-level field `{name}`: this server reads `model_config_list {{ config {{ ... }} }}`"
-            );
+    let config = textproto::parse::<tfs::ModelServerConfig>(
+        "tensorflow.serving.ModelServerConfig",
+        text,
+    )
+    .map_err(|e| match &e.unknown_field {
+        Some((field, message)) => {
+            let advice = match message.as_str() {
+                "ModelServerConfig" => format!(
+                    "unsupported top-level field `{field}`: this server reads `model_config_list {{ config {{ ... }} }}`"
+                ),
+                "ModelConfigList" => {
+                    format!("unknown field `{field}` in model_config_list; expected `config`")
+                }
+                "ModelConfig" => format!(
+                    "unknown field `{field}`; a config takes name, base_path, model_platform, model_version_policy and version_labels"
+                ),
+                "ServableVersionPolicy" => format!(
+                    "unknown version policy `{field}`; write one of `latest {{ num_versions: 1 }}`, `all {{}}` or `specific {{ versions: 1 }}`"
+                ),
+                other => format!("unknown field `{field}` in {other}"),
+            };
+            anyhow::anyhow!("line {}:{}: {advice}", e.line, e.column)
         }
-    }
-    let Some(list) = root.get("model_config_list") else {
-        anyhow::bail!(
+        None => anyhow::anyhow!(e),
+    })?;
+    from_proto(config)
+}
+
+/// The models of a `ModelServerConfig`, from a config file or gRPC's
+/// `HandleReloadConfigRequest`: one set of rules for both.
+pub fn from_proto(config: tfs::ModelServerConfig) -> anyhow::Result<Vec<ModelConfig>> {
+    use tfs::model_server_config::Config;
+    let list = match config.config {
+        Some(Config::ModelConfigList(list)) => list,
+        Some(Config::CustomModelConfig(_)) => anyhow::bail!(
+            "unsupported top-level field `custom_model_config`: this server reads `model_config_list {{ config {{ ... }} }}`"
+        ),
+        None => anyhow::bail!(
             "no `model_config_list`: write `model_config_list {{ config {{ name: \"...\" base_path: \"...\" }} }}`"
-        );
+        ),
     };
-    let list = message(list, "model_config_list")?;
     let mut configs: Vec<ModelConfig> = Vec::new();
-    for (field, value) in &list.fields {
-        if field != "config" {
-            anyhow::bail!("unknown field `{field}` in model_config_list; expected `config`");
-        }
-        let config = model(message(value, "config")?)?;
+    for c in list.config {
+        let config = model(c)?;
         if configs.iter().any(|c| c.name == config.name) {
             anyhow::bail!(
                 "model {} is configured twice; give every config a distinct name",
@@ -133,95 +156,74 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<ModelConfig>> {
     Ok(configs)
 }
 
-fn message<'a>(value: &'a Value, field: &str) -> anyhow::Result<&'a Message> {
-    value
-        .as_message()
-        .ok_or_else(|| anyhow::anyhow!("`{field}` must be a message: `{field} {{ ... }}`"))
-}
-
-fn scalar<'a>(value: &'a Value, field: &str, model: &str) -> anyhow::Result<&'a str> {
-    value.as_str().ok_or_else(|| {
-        anyhow::anyhow!("model {model}: `{field}` must be a value, as in `{field}: ...`")
-    })
-}
-
-fn model(m: &Message) -> anyhow::Result<ModelConfig> {
-    let name = match m.get("name") {
-        Some(v) => scalar(v, "name", "?")?.to_string(),
-        None => anyhow::bail!("a config has no `name`; every model needs one"),
-    };
-    if name.is_empty() || name.contains(['/', ':']) {
+fn model(c: tfs::ModelConfig) -> anyhow::Result<ModelConfig> {
+    let name = c.name;
+    if name.is_empty() {
+        anyhow::bail!("a config has no `name`; every model needs one");
+    }
+    if name.contains(['/', ':']) {
         anyhow::bail!("model name {name:?} is not usable in a URL; use letters, digits, - and _");
     }
-    let mut base_path = None;
-    let mut policy = VersionPolicy::default();
+    if !c.model_platform.is_empty() && !PLATFORMS.contains(&c.model_platform.as_str()) {
+        anyhow::bail!(
+            "model {name}: model_platform {:?} is not served here; use \"tensorflow\" or \"onnx\" (Vitrine serves ONNX ViT exports either way)",
+            c.model_platform
+        );
+    }
+    for (set, field) in [
+        (c.model_type != 0, "model_type"),
+        (c.logging_config.is_some(), "logging_config"),
+    ] {
+        if set {
+            tracing::warn!("model {name}: ignoring `{field}`, which vitrine does not implement");
+        }
+    }
+    let policy = match c.model_version_policy {
+        None => VersionPolicy::default(),
+        Some(p) => version_policy(p, &name)?,
+    };
     let mut labels = BTreeMap::new();
-    for (field, value) in &m.fields {
-        match field.as_str() {
-            "name" => {}
-            "base_path" => base_path = Some(PathBuf::from(scalar(value, field, &name)?)),
-            "model_platform" => {
-                let p = scalar(value, field, &name)?;
-                if !PLATFORMS.contains(&p) {
-                    anyhow::bail!(
-                        "model {name}: model_platform {p:?} is not served here; use \"tensorflow\" or \"onnx\" (Vitrine serves ONNX ViT exports either way)"
-                    );
-                }
+    for (key, version) in c.version_labels {
+        match u64::try_from(version) {
+            Ok(v) if !key.is_empty() && v > 0 => {
+                labels.insert(key, v);
             }
-            "model_version_policy" => policy = version_policy(message(value, field)?, &name)?,
-            "version_labels" => {
-                let entry = message(value, field)?;
-                let key = entry.get("key").and_then(Value::as_str);
-                let version = entry.get("value").and_then(Value::as_u64);
-                match (key, version) {
-                    (Some(k), Some(v)) if !k.is_empty() && v > 0 => {
-                        labels.insert(k.to_string(), v);
-                    }
-                    _ => anyhow::bail!(
-                        "model {name}: write version labels as `version_labels {{ key: \"stable\" value: 1 }}` (a name and a positive version)"
-                    ),
-                }
-            }
-            f if IGNORED_FIELDS.contains(&f) => {
-                tracing::warn!("model {name}: ignoring `{f}`, which vitrine does not implement");
-            }
-            other => anyhow::bail!(
-                "model {name}: unknown field `{other}`; a config takes name, base_path, model_platform, model_version_policy and version_labels"
+            _ => anyhow::bail!(
+                "model {name}: write version labels as `version_labels {{ key: \"stable\" value: 1 }}` (a name and a positive version)"
             ),
         }
     }
-    let Some(base_path) = base_path.filter(|p| !p.as_os_str().is_empty()) else {
+    if c.base_path.is_empty() {
         anyhow::bail!("model {name} has no `base_path`: the folder holding its <version>/ folders");
-    };
+    }
     Ok(ModelConfig {
         name,
-        base_path,
+        base_path: PathBuf::from(c.base_path),
         policy,
         labels,
     })
 }
 
-fn version_policy(m: &Message, model: &str) -> anyhow::Result<VersionPolicy> {
+fn version_policy(
+    p: tfs::file_system_storage_path_source_config::ServableVersionPolicy,
+    model: &str,
+) -> anyhow::Result<VersionPolicy> {
+    use tfs::file_system_storage_path_source_config::servable_version_policy::PolicyChoice;
     let usage = "write one of `latest { num_versions: 1 }`, `all {}` or `specific { versions: 1 }`";
-    let [(kind, value)] = m.fields.as_slice() else {
-        anyhow::bail!("model {model}: model_version_policy needs exactly one policy; {usage}");
-    };
-    let body = message(value, kind)?;
-    match kind.as_str() {
-        "latest" => {
-            let n = match body.get("num_versions") {
-                None => 1,
-                Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                    anyhow::anyhow!("model {model}: num_versions must be a positive integer")
-                })?,
-            };
-            Ok(VersionPolicy::Latest(n as usize))
+    match p.policy_choice {
+        None => {
+            anyhow::bail!("model {model}: model_version_policy needs exactly one policy; {usage}")
         }
-        "all" => Ok(VersionPolicy::All),
-        "specific" => {
+        Some(PolicyChoice::Latest(l)) => match l.num_versions {
+            None => Ok(VersionPolicy::Latest(1)),
+            Some(0) => anyhow::bail!("model {model}: num_versions must be a positive integer"),
+            Some(n) => Ok(VersionPolicy::Latest(n as usize)),
+        },
+        Some(PolicyChoice::All(_)) => Ok(VersionPolicy::All),
+        Some(PolicyChoice::Specific(s)) => {
             let mut versions = BTreeSet::new();
-            for v in body.get_all("versions") {
-                let n = v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            for v in s.versions {
+                let n = u64::try_from(v).ok().filter(|n| *n > 0).ok_or_else(|| {
                     anyhow::anyhow!("model {model}: specific versions must be positive integers")
                 })?;
                 versions.insert(n);
@@ -233,7 +235,6 @@ fn version_policy(m: &Message, model: &str) -> anyhow::Result<VersionPolicy> {
             }
             Ok(VersionPolicy::Specific(versions))
         }
-        other => anyhow::bail!("model {model}: unknown version policy `{other}`; {usage}"),
     }
 }
 

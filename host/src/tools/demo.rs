@@ -7,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use vitrine_modelgen::{Progress, VitConfig};
 
-use crate::cli::DemoSize;
+use crate::config::cli::DemoSize;
 
 fn config(size: DemoSize) -> VitConfig {
     match size {

@@ -1,0 +1,73 @@
+//! Native engines: each model version's graph loaded once in the host,
+//! shared by every instance of the version through `wasi:nn`.
+//!
+//! The seam is [`Engine`]: something that runs a graph on a batch of pixel
+//! tensors. The [`batcher`] feeds an engine merged batches and knows nothing
+//! of which engine it is; [`native`] picks the engine for a version and
+//! runs it directly or through the batcher.
+//!
+//! - [`tract`]: tract, pure Rust, run on its own thread pool.
+//! - [`batcher`]: TF Serving-style dynamic batching.
+//! - [`native`]: one version's native model: its engine and runner.
+
+pub mod batcher;
+pub mod native;
+pub mod tract;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An engine that runs one model version's graph, shared by every instance
+/// of the version.
+pub trait Engine: Send + Sync {
+    /// `"tract"` or `"onnxruntime"`: reported in metadata, stats and logs.
+    fn name(&self) -> &'static str;
+    /// `[channels, height, width]` of one image.
+    fn image_shape(&self) -> [usize; 3];
+    fn num_labels(&self) -> usize;
+    /// Logits `[rows, num_labels]` for `rows` images. `parts` hold whole
+    /// images of little-endian f32 pixels back to back; rows after them are
+    /// zero (batch padding). The engine copies them once, into its own
+    /// input storage.
+    fn run(&self, rows: usize, parts: &[&[u8]]) -> anyhow::Result<Vec<f32>>;
+
+    /// Bytes in one image's pixel tensor.
+    fn image_bytes(&self) -> usize {
+        self.image_shape().iter().product::<usize>() * std::mem::size_of::<f32>()
+    }
+}
+
+/// Counts of one version's model runs, for `/vitrine/stats`, the batch size
+/// metric and the batching test.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub model: String,
+    pub version: u64,
+    pub runs: AtomicU64,
+    pub rows: AtomicU64,
+    pub largest_batch: AtomicU64,
+}
+
+impl RunStats {
+    pub fn new(model: &str, version: u64) -> RunStats {
+        RunStats {
+            model: model.to_string(),
+            version,
+            ..RunStats::default()
+        }
+    }
+
+    pub fn record(&self, rows: usize) {
+        crate::metrics::record_batch(&self.model, self.version, rows);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.largest_batch.fetch_max(rows as u64, Ordering::Relaxed);
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model_runs": self.runs.load(Ordering::Relaxed),
+            "rows": self.rows.load(Ordering::Relaxed),
+            "largest_batch": self.largest_batch.load(Ordering::Relaxed),
+        })
+    }
+}

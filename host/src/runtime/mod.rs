@@ -1,0 +1,13 @@
+//! The wasm runtime: everything wasmtime.
+//!
+//! - [`engine`]: wasmtime's configuration and the compiled-component cache.
+//! - [`pool`]: warm component instances that answer requests.
+//! - [`nn`]: `wasi:nn` for the guest, lending it the version's native graph.
+//! - [`preinit`]: `vitrine preinit`, a snapshot of the component with its
+//!   model loaded.
+
+pub mod engine;
+pub mod nn;
+pub mod pool;
+#[cfg(feature = "preinit")]
+pub mod preinit;
