@@ -17,10 +17,11 @@
 //!   calls to snapshot the component with the model already loaded.
 //! - `wasi_http` (wasm only): adapts [`service`] to `wasi:http` through spin-sdk.
 //!
-//! Imports run one way: `api`, `config` and `postprocess` import no other
-//! module; `preprocess` imports `api` and `config`; `kserve` imports `api`;
-//! `service` imports all of these and `inference`; `preinit` and `wasi_http`
-//! import `service`.
+//! Imports run one way (no module imports one that imports it back): `api`,
+//! `config`, `inference` and `postprocess` import no other module;
+//! `preprocess` imports `api` and `config`; `kserve` imports `api`; `service`
+//! imports all of these; `preinit` imports `service`; `wasi_http` imports
+//! `service`, `preinit`, `api` and `kserve`.
 
 pub mod api;
 pub mod config;
