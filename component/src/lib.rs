@@ -4,22 +4,29 @@
 //! that runs under the `vitrine` host, `wasmtime serve` and Spin. Compiled
 //! natively, the same modules are unit-tested with `cargo test`.
 //!
+//! Modules, each a folder of its own concerns (see its doc comment):
+//! - [`api`]: TF Serving's REST routes, request and reply shapes, limits, errors.
+//! - [`config`]: `preprocessor_config.json` and `config.json`.
 //! - [`preprocess`]: decode and turn an image into the tensor HF's `ViTImageProcessor` would.
 //! - [`inference`]: run the ONNX model, with tract in the guest or through
 //!   `wasi:nn` on the host (the `wasi-nn` feature).
 //! - [`postprocess`]: softmax, top-k and labels.
-//! - [`api`]: TF Serving's REST routes, request and reply shapes.
 //! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
-//! - [`service`]: the handler tying them together.
+//! - [`service`]: the handler tying them together, REST and v2.
 //! - `preinit` (wasm only): the `wizer-initialize` export `vitrine preinit`
 //!   calls to snapshot the component with the model already loaded.
+//! - `wasi_http` (wasm only): adapts [`service`] to `wasi:http` through spin-sdk.
+//!
+//! Imports run one way (no module imports one that imports it back): `api`,
+//! `config`, `inference` and `postprocess` import no other module;
+//! `preprocess` imports `api` and `config`; `kserve` imports `api`; `service`
+//! imports all of these; `preinit` imports `service`; `wasi_http` imports
+//! `service`, `preinit`, `api` and `kserve`.
 
 pub mod api;
 pub mod config;
 pub mod inference;
 pub mod kserve;
-#[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-mod nn;
 pub mod postprocess;
 #[cfg(target_arch = "wasm32")]
 mod preinit;

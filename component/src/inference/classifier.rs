@@ -1,5 +1,5 @@
-//! Runs a ViT ONNX export: in the guest with tract, or through `wasi:nn` on
-//! the host when the host offers the graph.
+//! A ViT ONNX export loaded, checked against the preprocessor and optimised
+//! by tract, run on batches of pixel tensors.
 
 use std::sync::Arc;
 
@@ -101,81 +101,6 @@ impl Classifier {
             logits.shape()
         );
         Ok(logits)
-    }
-}
-
-/// Starts the `wasi:nn` error data of a host whose batch queue is full; the
-/// component answers it with 503 (see `wit/README.md`). Shared by both sides.
-pub const OVERLOADED_PREFIX: &str = "resource exhausted:";
-
-/// Why an inference gave no logits.
-#[derive(Debug)]
-pub enum InferenceError {
-    /// The host's batch queue is full: try again shortly.
-    Overloaded(String),
-    Failed(String),
-}
-
-/// Where the model runs.
-pub enum Engine {
-    /// tract inside this component: portable, single-threaded in wasm.
-    Tract(Classifier),
-    /// The host's native backend, through `wasi:nn`.
-    #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-    Host(crate::nn::HostGraph),
-}
-
-impl Engine {
-    /// The host's graph when the host names one in `VITRINE_NN_GRAPH` and
-    /// lends it, else the `model.onnx` that `read_onnx` returns, loaded into
-    /// the guest.
-    pub fn load(
-        read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
-        channels: usize,
-        height: usize,
-        width: usize,
-        num_labels: usize,
-    ) -> anyhow::Result<Engine> {
-        #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-        if let Some(name) = std::env::var("VITRINE_NN_GRAPH")
-            .ok()
-            .filter(|n| !n.is_empty())
-        {
-            let dims = [channels, height, width];
-            match crate::nn::HostGraph::load(&name, dims, num_labels) {
-                Ok(graph) => return Ok(Engine::Host(graph)),
-                Err(e) => eprintln!(
-                    "vitrine: the host does not lend wasi:nn graph {name:?} ({e}); running the model in the guest"
-                ),
-            }
-        }
-        Classifier::from_onnx(&read_onnx()?, channels, height, width, num_labels).map(Engine::Tract)
-    }
-
-    /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.
-    pub fn run(&self, n: usize, pixels: Vec<f32>) -> Result<Vec<f32>, InferenceError> {
-        match self {
-            Engine::Tract(c) => {
-                let logits = c
-                    .run(n, pixels)
-                    .map_err(|e| InferenceError::Failed(format!("{e:#}")))?;
-                logits
-                    .try_as_plain_ram()
-                    .and_then(|view| view.as_slice::<f32>().map(<[f32]>::to_vec))
-                    .map_err(|e| InferenceError::Failed(format!("unexpected logits: {e}")))
-            }
-            #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-            Engine::Host(g) => g.run(n, &pixels),
-        }
-    }
-
-    /// Where the model runs, as reported in metadata.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Engine::Tract(_) => "guest",
-            #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-            Engine::Host(_) => "host",
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! preprocessed here, inside the sandbox, and the logits come back here for
 //! softmax and labels.
 
-use crate::inference::{InferenceError, OVERLOADED_PREFIX};
+use super::error::{InferenceError, OVERLOADED_PREFIX};
 
 wit_bindgen::generate!({
     path: "../wit",
