@@ -246,10 +246,8 @@ impl Monitoring {
     /// a config that does not say `enable: true` turns metrics off, and an
     /// empty path means the default one.
     pub fn parse(text: &str) -> anyhow::Result<Monitoring> {
-        let config = textproto::parse::<tfs::MonitoringConfig>(
-            "tensorflow.serving.MonitoringConfig",
-            text,
-        )?;
+        let config =
+            textproto::parse::<tfs::MonitoringConfig>("tensorflow.serving.MonitoringConfig", text)?;
         let Some(prometheus) = config.prometheus_config.filter(|p| p.enable) else {
             return Ok(Monitoring { path: None });
         };

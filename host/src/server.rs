@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::engines::batcher::BatchingParameters;
 use crate::config::cli::{InferencePath, ServeArgs};
-use crate::models::lifecycle::{Lifecycle, Loader};
-use crate::models::config::ModelConfig;
 use crate::config::cores;
+use crate::config::limits;
+use crate::engines::batcher::BatchingParameters;
 use crate::engines::native::NativeOptions;
 use crate::engines::tract;
-use crate::runtime::pool::Budgets;
-use crate::models::registry::Registry;
-use crate::config::limits;
 use crate::frontends::{admin, grpc, kserve, monitoring, rest};
 use crate::metrics;
+use crate::models::config::ModelConfig;
+use crate::models::lifecycle::{Lifecycle, Loader};
+use crate::models::registry::Registry;
 use crate::models::{config as model_config, lifecycle, repository};
+use crate::runtime::pool::Budgets;
 use crate::runtime::{engine, pool};
 use crate::tools::demo;
 

@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use crate::config::textproto;
+use crate::engines::{Engine, RunStats};
 use crate::proto::tensorflow::serving as tfs;
 use crate::proto::vitrine::config::BareBatchingParameters;
-use crate::engines::{Engine, RunStats};
+use anyhow::{Context, bail};
 
 /// `--batching_parameters_file`, with TF Serving's defaults for what it omits.
 #[derive(Debug, Clone, PartialEq)]

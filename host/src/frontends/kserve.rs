@@ -16,8 +16,8 @@ use serde_json::json;
 use vitrine_component::kserve::{self, ModelAction, V2Route};
 
 use crate::frontends::rest;
-use crate::routing::{self, Api, Code, Failure, Forward};
 use crate::models::registry::Registry;
+use crate::routing::{self, Api, Code, Failure, Forward};
 
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()

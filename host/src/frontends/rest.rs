@@ -112,6 +112,7 @@ async fn stats(State(registry): State<Arc<Registry>>) -> Response {
                     "inference": if graph.is_some() { "host" } else { "guest" },
                 });
                 if let Some(g) = graph {
+                    v["engine"] = g.engine_name().into();
                     v["batching"] = g.batching().into();
                     v["runs"] = g.stats.to_json();
                 }

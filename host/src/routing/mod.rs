@@ -14,8 +14,8 @@ use vitrine_component::api::{ApiError, VersionSelector, VersionStatus};
 use vitrine_component::service::BATCH_SIZE_HEADER;
 
 use crate::metrics;
-use crate::runtime::pool::{self, CallError, InstancePool};
 use crate::models::registry::{Registry, ResolveError};
+use crate::runtime::pool::{self, CallError, InstancePool};
 
 /// Which front end a request came through, as the metrics name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 
-use crate::runtime::engine::EPOCH_TICK;
 use crate::engines::native::NativeModel;
+use crate::runtime::engine::EPOCH_TICK;
 use crate::runtime::nn::{self, NnState, NnView};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

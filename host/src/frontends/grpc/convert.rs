@@ -5,38 +5,20 @@
 //! to a `SignatureDefMap`.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
-use prost::Message;
 use serde_json::{Value, json};
-use tonic::{Request, Response, Status};
-use tonic_health::ServingStatus;
+use tonic::Status;
 use vitrine_component::api::{INPUT_NAME, SIGNATURE_NAME, VersionSelector};
-use vitrine_component::kserve::{
-    self, CONFIDENCE, HEADER_LENGTH, LABEL, ModelAction, OUTPUTS, PIXELS_INPUT, PROBABILITIES,
-    V2Route,
-};
+use vitrine_component::kserve::{self, HEADER_LENGTH, PIXELS_INPUT};
 
-use crate::models::lifecycle::{ConfigSource, Lifecycle};
-use crate::models::config::{ModelConfig, VersionPolicy};
-use crate::models::registry::Registry;
-use crate::routing::{self, Api, Code, Failure, Forward};
+use crate::routing::{Code, Failure, Forward};
 
-use crate::proto::tensorflow::serving::model_service_server::{ModelService, ModelServiceServer};
-use crate::proto::tensorflow::serving::prediction_service_server::{
-    PredictionService, PredictionServiceServer,
-};
-use crate::proto::tensorflow::serving::{
-    self as tfs, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest,
-    GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
-    PredictRequest, PredictResponse, ReloadConfigRequest, ReloadConfigResponse, model_spec,
-};
+use crate::proto::tensorflow::serving::{self as tfs, ModelSpec, model_spec};
 use crate::proto::tensorflow::{self as tf, DataType, TensorProto, TensorShapeProto};
 
+/// The model and version a `ModelSpec` names, with its signature checked.
 pub(super) fn target(spec: Option<&ModelSpec>) -> Result<(String, VersionSelector), Status> {
     let spec = spec.ok_or_else(|| {
         Status::invalid_argument("model_spec is missing; set model_spec.name to the model's name")
@@ -76,15 +58,15 @@ pub(super) fn answered_spec(model: &str, version: u64, signature: &str) -> Model
 
 /// One v2 input: its name, datatype, shape and binary data.
 pub(super) struct V2Input {
-    name: &'static str,
-    datatype: &'static str,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+    pub(super) name: &'static str,
+    pub(super) datatype: &'static str,
+    pub(super) shape: Vec<usize>,
+    pub(super) data: Vec<u8>,
 }
 
 impl V2Input {
     /// Frames encoded images as BYTES binary data.
-    fn images<'a>(images: impl ExactSizeIterator<Item = &'a [u8]>) -> V2Input {
+    pub(super) fn images<'a>(images: impl ExactSizeIterator<Item = &'a [u8]>) -> V2Input {
         let n = images.len();
         let mut data = Vec::new();
         for image in images {
@@ -100,7 +82,7 @@ impl V2Input {
 
     /// A binary KServe v2 infer request asking for `outputs` (plus options)
     /// in binary.
-    fn into_request(self, outputs: &[(&str, Option<usize>)]) -> Forward {
+    pub(super) fn into_request(self, outputs: &[(&str, Option<usize>)]) -> Forward {
         let outputs: Vec<Value> = outputs
             .iter()
             .map(|(name, classification)| {
@@ -217,9 +199,9 @@ pub(super) fn predict_input(inputs: &HashMap<String, TensorProto>) -> Result<V2I
 
 /// A decoded v2 output.
 pub(super) struct V2Output {
-    name: String,
-    shape: Vec<i64>,
-    value: OutputValue,
+    pub(super) name: String,
+    pub(super) shape: Vec<i64>,
+    pub(super) value: OutputValue,
 }
 
 pub(super) enum OutputValue {
@@ -436,10 +418,10 @@ pub(super) fn signature_def_map(json: &Value) -> tfs::SignatureDefMap {
     }
 }
 
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use vitrine_component::kserve::LABEL;
 
     fn spec(version: Option<model_spec::VersionChoice>, signature: &str) -> ModelSpec {
         ModelSpec {

@@ -16,36 +16,20 @@ mod convert;
 mod models;
 mod predictions;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue};
-use bytes::Bytes;
-use prost::Message;
-use serde_json::{Value, json};
-use tonic::{Request, Response, Status};
+use axum::http::HeaderValue;
 use tonic_health::ServingStatus;
-use vitrine_component::api::{INPUT_NAME, SIGNATURE_NAME, VersionSelector};
-use vitrine_component::kserve::{
-    self, CONFIDENCE, HEADER_LENGTH, LABEL, ModelAction, OUTPUTS, PIXELS_INPUT, PROBABILITIES,
-    V2Route,
-};
 
-use crate::models::lifecycle::{ConfigSource, Lifecycle};
-use crate::models::config::{ModelConfig, VersionPolicy};
+use crate::models::lifecycle::Lifecycle;
 use crate::models::registry::Registry;
-use crate::routing::{self, Api, Code, Failure, Forward};
 
+use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
+use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use models::Models;
 use predictions::Predictions;
-use crate::proto::tensorflow::serving::{
-    self as tfs, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest,
-    GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
-    PredictRequest, PredictResponse, ReloadConfigRequest, ReloadConfigResponse, model_spec,
-};
-use crate::proto::tensorflow::{self as tf, DataType, TensorProto, TensorShapeProto};
 
 /// Classes a Classify reply lists per example, best first.
 pub const CLASSIFY_TOP_K: usize = 5;
@@ -163,5 +147,3 @@ async fn report_health(reporter: tonic_health::server::HealthReporter, registry:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-
-/// The model and version a `ModelSpec` names, with its signature checked.

@@ -1,39 +1,21 @@
 //! `tensorflow.serving.ModelService`: GetModelStatus, and the reload call
 //! that answers UNIMPLEMENTED.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue};
-use bytes::Bytes;
-use prost::Message;
-use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
-use tonic_health::ServingStatus;
-use vitrine_component::api::{INPUT_NAME, SIGNATURE_NAME, VersionSelector};
-use vitrine_component::kserve::{
-    self, CONFIDENCE, HEADER_LENGTH, LABEL, ModelAction, OUTPUTS, PIXELS_INPUT, PROBABILITIES,
-    V2Route,
-};
 
+use crate::models::config::ModelConfig;
 use crate::models::lifecycle::{ConfigSource, Lifecycle};
-use crate::models::config::{ModelConfig, VersionPolicy};
 use crate::models::registry::Registry;
-use crate::routing::{self, Api, Code, Failure, Forward};
+use crate::routing::{self};
 
-use crate::proto::tensorflow::serving::model_service_server::{ModelService, ModelServiceServer};
-use crate::proto::tensorflow::serving::prediction_service_server::{
-    PredictionService, PredictionServiceServer,
-};
-use crate::proto::tensorflow::serving::{
-    self as tfs, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest,
-    GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
-    PredictRequest, PredictResponse, ReloadConfigRequest, ReloadConfigResponse, model_spec,
-};
-use crate::proto::tensorflow::{self as tf, DataType, TensorProto, TensorShapeProto};
 use super::convert::*;
+use crate::proto::tensorflow::serving::model_service_server::ModelService;
+use crate::proto::tensorflow::serving::{
+    self as tfs, GetModelStatusRequest, GetModelStatusResponse, ReloadConfigRequest,
+    ReloadConfigResponse,
+};
 
 /// `ModelService` over the registry and the lifecycle.
 pub(super) struct Models {
@@ -99,5 +81,3 @@ fn model_configs(config: Option<tfs::ModelServerConfig>) -> Result<Vec<ModelConf
     crate::models::config::from_proto(config.unwrap_or_default())
         .map_err(|e| Status::invalid_argument(format!("{e:#}")))
 }
-
-#[cfg(test)]

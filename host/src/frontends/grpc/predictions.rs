@@ -2,39 +2,28 @@
 //! GetModelMetadata, each sent through the routing core to the component.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tonic::{Request, Response, Status};
-use tonic_health::ServingStatus;
 use vitrine_component::api::{INPUT_NAME, SIGNATURE_NAME, VersionSelector};
-use vitrine_component::kserve::{
-    self, CONFIDENCE, HEADER_LENGTH, LABEL, ModelAction, OUTPUTS, PIXELS_INPUT, PROBABILITIES,
-    V2Route,
-};
+use vitrine_component::kserve::{CONFIDENCE, LABEL, ModelAction, OUTPUTS, PROBABILITIES, V2Route};
 
-use crate::models::lifecycle::{ConfigSource, Lifecycle};
-use crate::models::config::{ModelConfig, VersionPolicy};
 use crate::models::registry::Registry;
 use crate::routing::{self, Api, Code, Failure, Forward};
 
-use crate::proto::tensorflow::serving::model_service_server::{ModelService, ModelServiceServer};
-use crate::proto::tensorflow::serving::prediction_service_server::{
-    PredictionService, PredictionServiceServer,
-};
+use super::CLASSIFY_TOP_K;
+use super::convert::*;
+use crate::proto::tensorflow::TensorProto;
+use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
 use crate::proto::tensorflow::serving::{
     self as tfs, ClassificationRequest, ClassificationResponse, GetModelMetadataRequest,
-    GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
-    PredictRequest, PredictResponse, ReloadConfigRequest, ReloadConfigResponse, model_spec,
+    GetModelMetadataResponse, PredictRequest, PredictResponse,
 };
-use crate::proto::tensorflow::{self as tf, DataType, TensorProto, TensorShapeProto};
-use super::convert::*;
-use super::Options;
 
 pub(super) async fn infer(
     registry: &Registry,
@@ -81,7 +70,10 @@ pub(super) fn check_instances(count: usize, limit: usize) -> Result<(), Status> 
 }
 
 /// A PredictRequest's input and output filter as a binary v2 request.
-pub(super) fn predict_request(req: &PredictRequest, max_instances: usize) -> Result<Forward, Status> {
+pub(super) fn predict_request(
+    req: &PredictRequest,
+    max_instances: usize,
+) -> Result<Forward, Status> {
     let outputs: Vec<(&str, Option<usize>)> = if req.output_filter.is_empty() {
         vec![(LABEL, None), (CONFIDENCE, None)]
     } else {

@@ -2,26 +2,19 @@
 //! the request path, cached), loads the model natively on the host path,
 //! creates and warms up every instance.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use tokio::sync::Notify;
 use wasmtime::component::{Component, Linker};
 
-use crate::models::config::{self as model_config, ModelConfig};
 use crate::engines::native::{self, NativeOptions};
-use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, WarmupCall};
-use crate::models::registry::{Registry, VersionState};
-use crate::models::repository::{self, Listing, SETTLE};
+use crate::models::repository::{self};
 use crate::models::warmup;
 use crate::runtime::engine;
-use super::*;
+use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, WarmupCall};
 
 /// Everything needed to turn a version folder into a warm pool.
 pub struct Loader {
@@ -43,7 +36,7 @@ pub struct Loader {
 impl Loader {
     /// Compiles, instantiates and warms up one version. Nothing here runs on
     /// a request's path.
-    async fn load(
+    pub(super) async fn load(
         &self,
         model: &str,
         version: u64,
@@ -199,9 +192,8 @@ async fn run_warmup(
     Ok(())
 }
 
-
 /// Demo models mark themselves in `config.json` (`"vitrine": {"random_weights": true}`).
-fn has_random_weights(dir: &Path) -> bool {
+pub(super) fn has_random_weights(dir: &Path) -> bool {
     std::fs::read(dir.join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

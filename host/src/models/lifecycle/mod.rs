@@ -35,28 +35,22 @@ mod reload;
 mod tracking;
 
 pub use loader::Loader;
-pub use reload::{ConfigSource, ReloadError};
+use loader::has_random_weights;
+pub use reload::ConfigSource;
 use tracking::{Tracked, apply_look, look};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use tokio::sync::Notify;
-use wasmtime::component::{Component, Linker};
 
 use crate::models::config::ModelConfig;
-use crate::engines::native::{self, NativeOptions};
-use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, WarmupCall};
 use crate::models::registry::{Registry, VersionState};
-use crate::models::repository::{self, Listing, SETTLE};
-use crate::models::warmup;
-use crate::runtime::engine;
+use crate::models::repository::Listing;
+use crate::runtime::pool::InstancePool;
 
 /// How often the manager wakes up to see whether a look is due.
 const TICK: Duration = Duration::from_millis(250);

@@ -1,26 +1,14 @@
 //! Config changes for the lifecycle manager: a reload from the config file,
 //! the admin endpoint or gRPC, and the version labels it assigns.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use tokio::sync::Notify;
-use wasmtime::component::{Component, Linker};
-
-use crate::models::config::{self as model_config, ModelConfig};
-use crate::engines::native::{self, NativeOptions};
-use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, WarmupCall};
-use crate::models::registry::{Registry, VersionState};
-use crate::models::repository::{self, Listing, SETTLE};
-use crate::models::warmup;
-use crate::runtime::engine;
 use super::*;
+use crate::models::config::{self as model_config, ModelConfig};
+use crate::models::registry::VersionState;
 
 /// Why a reload was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +51,6 @@ pub enum ConfigSource {
     /// Already parsed: the gRPC front end converts its proto to this.
     Parsed(Vec<ModelConfig>),
 }
-
 
 impl Lifecycle {
     /// Serves `configs` from now on: new models are added, removed ones

@@ -2,56 +2,42 @@
 //! from its looks at the base path, and the completeness rule that decides
 //! when a version is fully copied.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use tokio::sync::Notify;
-use wasmtime::component::{Component, Linker};
-
-use crate::models::config::{self as model_config, ModelConfig};
-use crate::engines::native::{self, NativeOptions};
-use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, WarmupCall};
-use crate::models::registry::{Registry, VersionState};
+use crate::models::config::ModelConfig;
 use crate::models::repository::{self, Listing, SETTLE};
-use crate::models::warmup;
-use crate::runtime::engine;
-use super::*;
 
 /// One version folder as the manager last saw it.
-struct Seen {
-    path: PathBuf,
-    listing: Listing,
+pub(super) struct Seen {
+    pub(super) path: PathBuf,
+    pub(super) listing: Listing,
     /// When this exact listing was first seen.
-    since: Instant,
+    pub(super) since: Instant,
     /// Passed the completeness rule.
-    complete: bool,
+    pub(super) complete: bool,
 }
 
 /// The manager's view of one configured model.
-struct Tracked {
-    config: ModelConfig,
+pub(super) struct Tracked {
+    pub(super) config: ModelConfig,
     /// Tells a load's result apart from one for an older config of the
     /// same name.
-    generation: u64,
-    seen: BTreeMap<u64, Seen>,
+    pub(super) generation: u64,
+    pub(super) seen: BTreeMap<u64, Seen>,
     /// Versions that failed, with the listing they failed with.
-    failed: BTreeMap<u64, Listing>,
-    loading: Option<u64>,
-    last_look: Option<Instant>,
-    look_error: Option<String>,
+    pub(super) failed: BTreeMap<u64, Listing>,
+    pub(super) loading: Option<u64>,
+    pub(super) last_look: Option<Instant>,
+    pub(super) look_error: Option<String>,
     /// Nothing to do until the files change: every wanted version is
     /// serving or failed, and no copy is in progress.
-    settled: bool,
+    pub(super) settled: bool,
 }
 
 impl Tracked {
-    fn new(config: ModelConfig, generation: u64) -> Tracked {
+    pub(super) fn new(config: ModelConfig, generation: u64) -> Tracked {
         Tracked {
             config,
             generation,
@@ -65,13 +51,13 @@ impl Tracked {
     }
 
     /// Folders with a model that have not passed the completeness rule yet.
-    fn copying(&self) -> bool {
+    pub(super) fn copying(&self) -> bool {
         self.seen
             .values()
             .any(|s| !s.complete && s.listing.has_model())
     }
 
-    fn look_due(&self, now: Instant, poll: Option<Duration>) -> bool {
+    pub(super) fn look_due(&self, now: Instant, poll: Option<Duration>) -> bool {
         let Some(last) = self.last_look else {
             return true;
         };
@@ -88,9 +74,9 @@ impl Tracked {
 }
 
 /// One look at a base path: every numbered folder and its listing.
-type Look = anyhow::Result<Vec<(repository::VersionDir, std::io::Result<Listing>)>>;
+pub(super) type Look = anyhow::Result<Vec<(repository::VersionDir, std::io::Result<Listing>)>>;
 
-fn look(base: &Path) -> Look {
+pub(super) fn look(base: &Path) -> Look {
     Ok(repository::version_dirs(base)?
         .into_iter()
         .map(|d| {
@@ -102,7 +88,7 @@ fn look(base: &Path) -> Look {
 
 /// Updates what the manager knows of a model's folders from one look, and
 /// applies the completeness rule.
-fn apply_look(name: &str, t: &mut Tracked, looked: Look, now: Instant) {
+pub(super) fn apply_look(name: &str, t: &mut Tracked, looked: Look, now: Instant) {
     let first = t.last_look.is_none();
     t.last_look = Some(now);
     let dirs = match looked {
