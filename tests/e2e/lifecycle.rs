@@ -339,7 +339,7 @@ fn a_new_version_is_swapped_in_under_load_without_a_failed_request() {
 
 /// The component built with a default top-k of 3: different code, not a
 /// setting.
-fn top3_component() -> PathBuf {
+pub fn top3_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| build_component("top3", &["wasi-nn"], &[("VITRINE_DEFAULT_TOP_K", "3")]))

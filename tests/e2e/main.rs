@@ -20,3 +20,4 @@ mod preinit;
 mod shutdown;
 mod slow_clients;
 mod swap_memory;
+mod swap_storm;
