@@ -188,6 +188,20 @@ fn the_served_version_keeps_serving_from_memory_when_its_folder_is_deleted() {
     });
     assert_eq!(post(&url, &body).version, Some(2));
 
+    // With an older version on disk, deleting the served one rolls back to
+    // it, as in TF Serving.
+    publish(&tiny_version(0), &repo.join("3"));
+    wait_until(&server, "version 3 serves", || {
+        let s = states(&server, "m");
+        s.get(&3).is_some_and(|(s, _)| s == "AVAILABLE")
+            && s.get(&2).is_none_or(|(s, _)| s == "END")
+    });
+    std::fs::remove_dir_all(repo.join("3")).expect("remove version 3");
+    wait_until(&server, "version 2 serves again and 3 is gone", || {
+        let s = states(&server, "m");
+        s.get(&2).is_some_and(|(s, _)| s == "AVAILABLE") && !s.contains_key(&3)
+    });
+    assert_eq!(post(&url, &body).version, Some(2));
 }
 
 #[test]
