@@ -974,12 +974,17 @@ fn with_polling_off_new_versions_wait_for_a_restart() {
 
 /// Resident memory of a process, from /proc.
 pub fn rss_mb(pid: u32) -> f64 {
+    proc_status_mb(pid, "VmRSS")
+}
+
+/// One of /proc/PID/status's memory lines, in MB.
+pub fn proc_status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
     kb / 1024.0
 }
 
