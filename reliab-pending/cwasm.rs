@@ -74,8 +74,7 @@ pub fn read_verified(path: &Path) -> Cached {
 /// Writes `bytes` to `path`, then its checksum, each atomically.
 pub fn write_verified(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("cache path has no parent")?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     remove_stale_temporaries(dir);
     write_atomically(path, bytes)?;
     let line = checksum_line(crc32c::crc32c(bytes), bytes.len() as u64);
@@ -138,9 +137,7 @@ mod tests {
         write_verified(&path, b"compiled code").expect("write");
         assert!(matches!(read_verified(&path), Cached::Verified));
         std::fs::write(&path, b"compiled codf").expect("damage");
-        assert!(
-            matches!(read_verified(&path), Cached::Unusable(why) if why.contains("checksum"))
-        );
+        assert!(matches!(read_verified(&path), Cached::Unusable(why) if why.contains("checksum")));
         std::fs::write(&path, b"compiled").expect("truncate");
         assert!(matches!(read_verified(&path), Cached::Unusable(_)));
         std::fs::remove_file(checksum_path(&path)).expect("remove");

@@ -141,7 +141,9 @@ impl AsyncRead for DeadlineStream {
                     };
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("the client did not finish {what} within --grpc_read_timeout_in_ms"),
+                        format!(
+                            "the client did not finish {what} within --grpc_read_timeout_in_ms"
+                        ),
                     )));
                 }
                 Poll::Pending

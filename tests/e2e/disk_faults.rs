@@ -41,10 +41,16 @@ fn a_corrupt_or_truncated_compiled_component_is_recompiled_not_run() {
     // folder of this test's own.
     precompile();
     let (_, shared) = compile_into(&cache_dir());
-    assert!(verifies(&shared), "{} has no valid checksum", shared.display());
+    assert!(
+        verifies(&shared),
+        "{} has no valid checksum",
+        shared.display()
+    );
     let dir = fresh_dir("corrupt-cache");
     let cache = dir.path().join("cache");
-    let cwasm = cache.join("components").join(shared.file_name().expect("name"));
+    let cwasm = cache
+        .join("components")
+        .join(shared.file_name().expect("name"));
     std::fs::create_dir_all(cwasm.parent().expect("parent")).expect("mkdir");
     std::fs::copy(&shared, &cwasm).expect("copy .cwasm");
     std::fs::copy(checksum_file(&shared), checksum_file(&cwasm)).expect("copy checksum");
@@ -235,7 +241,9 @@ fn after_kill_9_during_a_swap_the_highest_complete_version_serves() {
     server.wait_ready();
     let body = blog_request(&coco_jpeg()).to_string();
     let url = server.url("/v1/models/m:predict");
-    wait_until(&server, "version 2 serves", || post(&url, &body).version == Some(2));
+    wait_until(&server, "version 2 serves", || {
+        post(&url, &body).version == Some(2)
+    });
     // Several looks later: nothing else was loaded or tried.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let s = states(&server, "m");
@@ -246,5 +254,8 @@ fn after_kill_9_during_a_swap_the_highest_complete_version_serves() {
     );
     assert_eq!(post(&url, &body).version, Some(2));
     let log = server.log();
-    assert!(!log.contains("version 3") && !log.contains("version 4 is complete"), "{log}");
+    assert!(
+        !log.contains("version 3") && !log.contains("version 4 is complete"),
+        "{log}"
+    );
 }

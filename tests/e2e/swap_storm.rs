@@ -80,8 +80,7 @@ fn publish_version(repo: &Path, v: u64, swap: u64, broken: bool) -> &'static str
     copy_dir(&tiny_version(v % 2), staged.path());
     if broken {
         let model = std::fs::read(staged.path().join("model.onnx")).expect("model");
-        std::fs::write(staged.path().join("model.onnx"), &model[..model.len() / 2])
-            .expect("write");
+        std::fs::write(staged.path().join("model.onnx"), &model[..model.len() / 2]).expect("write");
         publish(staged.path(), &repo.join(v.to_string()));
         return "broken, copy-then-rename";
     }
@@ -130,9 +129,23 @@ fn storm(inference: &str) {
     let stop_dir = fresh_dir("storm-stop");
     let stop_file = stop_dir.path().join("stop");
     let clients = vec![
-        ("REST v1", http_client(&server, "/v1/models/m:predict", v1_body.clone(), stop.clone())),
-        ("REST v1", http_client(&server, "/v1/models/m:predict", v1_body, stop.clone())),
-        ("KServe v2", http_client(&server, "/v2/models/m/infer", v2_body, stop.clone())),
+        (
+            "REST v1",
+            http_client(
+                &server,
+                "/v1/models/m:predict",
+                v1_body.clone(),
+                stop.clone(),
+            ),
+        ),
+        (
+            "REST v1",
+            http_client(&server, "/v1/models/m:predict", v1_body, stop.clone()),
+        ),
+        (
+            "KServe v2",
+            http_client(&server, "/v2/models/m/infer", v2_body, stop.clone()),
+        ),
         ("gRPC", grpc_client(&server, &stop_file)),
     ];
     let started = Instant::now();
@@ -150,11 +163,15 @@ fn storm(inference: &str) {
             v += 1;
         }
         let how = publish_version(repo, v, swap, false);
-        wait_until(&server, &format!("version {v} ({how}) replaces {served}"), || {
-            let s = states(&server, "m");
-            s.get(&v).is_some_and(|(s, _)| s == "AVAILABLE")
-                && s.get(&served).is_none_or(|(s, _)| s == "END")
-        });
+        wait_until(
+            &server,
+            &format!("version {v} ({how}) replaces {served}"),
+            || {
+                let s = states(&server, "m");
+                s.get(&v).is_some_and(|(s, _)| s == "AVAILABLE")
+                    && s.get(&served).is_none_or(|(s, _)| s == "END")
+            },
+        );
         std::fs::remove_dir_all(repo.join(served.to_string())).expect("remove old version");
         served = v;
     }
