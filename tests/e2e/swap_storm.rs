@@ -84,7 +84,7 @@ fn publish_version(repo: &Path, v: u64, swap: u64, broken: bool) -> &'static str
         publish(staged.path(), &repo.join(v.to_string()));
         return "broken, copy-then-rename";
     }
-    if swap % 10 == 0 {
+    if swap.is_multiple_of(10) {
         std::fs::copy(top3_component(), staged.path().join("component.wasm"))
             .expect("copy component");
     }
@@ -152,7 +152,7 @@ fn storm(inference: &str) {
     let (mut v, mut served, mut broken) = (1u64, 1u64, Vec::new());
     for swap in 1..=SWAPS {
         v += 1;
-        if v % 5 == 0 {
+        if v.is_multiple_of(5) {
             let how = publish_version(repo, v, swap, true);
             wait_until(&server, &format!("broken version {v} ({how}) ends"), || {
                 states(&server, "m")
