@@ -988,32 +988,42 @@ pub fn proc_status_mb(pid: u32, field: &str) -> f64 {
     kb / 1024.0
 }
 
+/// A server for model `m` on a fresh repository whose version 1 is the tiny
+/// model (with a `.ready` marker), ready and answering the blog's request;
+/// also the repository, version 1's folder (to publish again as each new
+/// version), the request body and the predict URL, for tests that swap
+/// versions in.
+pub fn serve_tiny_for_swaps(
+    prefix: &str,
+    args: &[&str],
+) -> (tempfile::TempDir, tempfile::TempDir, Server, String, String) {
+    let repo_dir = fresh_dir(prefix);
+    let v1_dir = fresh_dir(&format!("{prefix}-v1"));
+    let v1 = v1_dir.path();
+    copy_dir(&tiny_version(0), v1);
+    std::fs::write(v1.join(".ready"), b"").expect("marker");
+    publish(v1, &repo_dir.path().join("1"));
+    let mut server = Server::spawn("m", &serve_args(repo_dir.path(), args));
+    server.wait_ready();
+    let body = blog_request(&coco_jpeg()).to_string();
+    let url = server.url("/v1/models/m:predict");
+    assert_eq!(post(&url, &body).version, Some(1));
+    (repo_dir, v1_dir, server, body, url)
+}
+
 /// Swapping versions 20 times must not grow memory: every old version's
 /// instances are freed. Measured: +6 MB after 20 swaps; a leaked pool of
 /// the tiny model (one instance) costs ~12 MB, so the 32 MB bound fails on
 /// three leaked pools.
 #[test]
 fn memory_stays_flat_across_twenty_swaps() {
-    let repo_dir = fresh_dir("rss");
-    let repo = repo_dir.path();
-    let v1_dir = fresh_dir("rss-v1");
-    let v1 = v1_dir.path();
-    copy_dir(&tiny_version(0), v1);
-    std::fs::write(v1.join(".ready"), b"").expect("marker");
-    publish(v1, &repo.join("1"));
-    let mut server = Server::spawn(
-        "m",
-        // The guest path: the sandbox's memory. (The host path's native
-        // graphs add about 1.5 MB per swap here; see the closing note.)
-        &serve_args(
-            repo,
-            &["--inference=guest", "--tensorflow_inter_op_parallelism=1"],
-        ),
+    // The guest path: the sandbox's memory (`swap_memory.rs` bounds the
+    // host path's).
+    let (repo_dir, v1_dir, server, body, url) = serve_tiny_for_swaps(
+        "rss",
+        &["--inference=guest", "--tensorflow_inter_op_parallelism=1"],
     );
-    server.wait_ready();
-    let body = blog_request(&coco_jpeg()).to_string();
-    let url = server.url("/v1/models/m:predict");
-    assert_eq!(post(&url, &body).version, Some(1));
+    let (repo, v1) = (repo_dir.path(), v1_dir.path());
     let first = rss_mb(server.pid());
     let mut figures = vec![first];
     let started = Instant::now();

@@ -12,9 +12,8 @@
 use std::time::Instant;
 
 use crate::lifecycle::{
-    copy_dir, post, proc_status_mb, publish, rss_mb, serve_args, states, wait_until,
+    post, proc_status_mb, publish, rss_mb, serve_tiny_for_swaps, states, wait_until,
 };
-use crate::support::*;
 
 /// Swaps after which memory must be flat; CI-sized (`./reliability.sh`
 /// runs 100).
@@ -26,24 +25,11 @@ const BOUND_MB: f64 = 5.0;
 
 #[test]
 fn host_path_memory_stays_flat_across_thirty_swaps() {
-    let repo_dir = fresh_dir("rss-host");
-    let repo = repo_dir.path();
-    let v1_dir = fresh_dir("rss-host-v1");
-    let v1 = v1_dir.path();
-    copy_dir(&tiny_version(0), v1);
-    std::fs::write(v1.join(".ready"), b"").expect("marker");
-    publish(v1, &repo.join("1"));
-    let mut server = Server::spawn(
-        "m",
-        &serve_args(
-            repo,
-            &["--inference=host", "--tensorflow_inter_op_parallelism=2"],
-        ),
+    let (repo_dir, v1_dir, server, body, url) = serve_tiny_for_swaps(
+        "rss-host",
+        &["--inference=host", "--tensorflow_inter_op_parallelism=2"],
     );
-    server.wait_ready();
-    let body = blog_request(&coco_jpeg()).to_string();
-    let url = server.url("/v1/models/m:predict");
-    assert_eq!(post(&url, &body).version, Some(1));
+    let (repo, v1) = (repo_dir.path(), v1_dir.path());
     let anon = |pid| proc_status_mb(pid, "RssAnon");
     let mut figures = vec![anon(server.pid())];
     let mut rss = vec![rss_mb(server.pid())];
