@@ -502,7 +502,7 @@ pub fn vitrine_pixels(image: &Path, model_dir: &Path) -> PathBuf {
         &std::fs::read(model_dir.join("preprocessor_config.json")).expect("preprocessor config"),
     )
     .expect("parse preprocessor config");
-    let mut pixels = vec![0f32; 3 * (cfg.size.height * cfg.size.width) as usize];
+    let mut pixels = vec![0f32; 3 * (cfg.input_size.height * cfg.input_size.width) as usize];
     preprocess_into(
         &std::fs::read(image).expect("image"),
         &cfg,

@@ -110,6 +110,7 @@ impl Service {
         };
         let mut vitrine = serde_json::json!({
             "image_size": [height, width],
+            "preprocessing": m.preprocessor.describe(),
             "num_labels": m.num_labels,
             "inference": m.engine.kind(),
             "random_weights": m.config.random_weights,
