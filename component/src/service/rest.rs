@@ -112,6 +112,7 @@ impl Service {
             "image_size": [height, width],
             "num_labels": m.num_labels,
             "inference": m.engine.kind(),
+            "engine": m.engine.engine_name(),
             "random_weights": m.config.random_weights,
             "preinitialized": self.preinitialized,
         });
