@@ -38,6 +38,17 @@ pub struct Runtime {
     environment: ort::environment::Environment,
 }
 
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "onnxruntime from {} ({})",
+            self.library.display(),
+            self.found_by
+        )
+    }
+}
+
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static LOADING: Mutex<()> = Mutex::new(());
 
@@ -62,6 +73,17 @@ impl fmt::Display for NotLoaded {
 }
 
 impl std::error::Error for NotLoaded {}
+
+impl NotLoaded {
+    /// The places tried and why each failed, on one line.
+    pub fn summary(&self) -> String {
+        self.tried
+            .iter()
+            .map(|(place, why)| format!("{place}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
 
 /// One place the library may be.
 #[derive(Debug, Clone, PartialEq)]
