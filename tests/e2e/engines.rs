@@ -26,7 +26,9 @@ fn run_to_exit(mut cmd: Command, limit: Duration) -> Output {
     match rx.recv_timeout(limit.saturating_sub(started.elapsed())) {
         Ok(out) => out.expect("wait for vitrine"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("vitrine did not exit within {limit:?}");
         }
     }
@@ -70,8 +72,7 @@ fn auto_without_a_library_serves_on_tract_and_says_how_to_get_onnxruntime() {
     let args = model_args("hf-vit", &tiny_repo(), &["--native_engine=auto"]);
     // No ORT_DYLIB_PATH, and no python3 on PATH to ask for its package.
     let mut server = Server::spawn_with("hf-vit", &args, |cmd| {
-        cmd.env_remove("ORT_DYLIB_PATH")
-            .env("PATH", "/nonexistent");
+        cmd.env_remove("ORT_DYLIB_PATH").env("PATH", "/nonexistent");
     });
     server.wait_available();
     assert_eq!(
@@ -100,5 +101,8 @@ fn auto_with_a_library_serves_on_onnxruntime_and_tract_when_asked() {
     );
     drop(server);
     let server = Server::start("hf-vit", &tiny_repo(), &["--native_engine=tract"]);
-    assert_eq!(engine_of(&server), ("tract".to_string(), "tract".to_string()));
+    assert_eq!(
+        engine_of(&server),
+        ("tract".to_string(), "tract".to_string())
+    );
 }
