@@ -6,6 +6,7 @@ mod support;
 mod batching;
 mod budgets;
 mod deploy;
+mod engines;
 mod errors;
 mod grpc;
 mod kserve;

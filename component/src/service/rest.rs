@@ -113,6 +113,7 @@ impl Service {
             "preprocessing": m.preprocessor.describe(),
             "num_labels": m.num_labels,
             "inference": m.engine.kind(),
+            "engine": m.engine.engine_name(),
             "random_weights": m.config.random_weights,
             "preinitialized": self.preinitialized,
         });
