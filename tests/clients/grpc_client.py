@@ -229,6 +229,21 @@ def overload(channel, args):
     return {"codes": codes}
 
 
+def steady(channel, args):
+    """Predicts back to back until --stop-file exists: every call's status
+    and the version that answered it, in order."""
+    predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_request([pathlib.Path(args.image).read_bytes()], model=args.model)
+    calls = []
+    while not pathlib.Path(args.stop_file).exists():
+        try:
+            reply = predictions.Predict(request, timeout=300)
+            calls.append(["OK", reply.model_spec.version.value])
+        except grpc.RpcError as e:
+            calls.append([e.code().name, e.details()])
+    return {"calls": calls}
+
+
 def unavailable(channel, args):
     """A server whose only version failed to load."""
     predictions = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -251,12 +266,14 @@ def unavailable(channel, args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["basic", "overload", "unavailable"])
+    parser.add_argument("scenario", choices=["basic", "overload", "steady", "unavailable"])
     parser.add_argument("--addr", required=True)
     parser.add_argument("--image")
     parser.add_argument("--pixels")
     parser.add_argument("--too-large", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--model", default="hf-vit")
+    parser.add_argument("--stop-file")
     args = parser.parse_args()
     generate_stubs()
     import_stubs()

@@ -17,7 +17,7 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(600);
 
-fn copy_dir(src: &Path, dst: &Path) {
+pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("create folder");
     for entry in std::fs::read_dir(src).expect("read folder") {
         let entry = entry.expect("entry");
@@ -31,7 +31,7 @@ fn copy_dir(src: &Path, dst: &Path) {
 }
 
 /// Publishes a version folder atomically: a hidden copy, then one rename.
-fn publish(src: &Path, dst: &Path) {
+pub fn publish(src: &Path, dst: &Path) {
     let name = dst.file_name().and_then(|n| n.to_str()).expect("name");
     let tmp = dst.with_file_name(format!(".incoming-{name}"));
     copy_dir(src, &tmp);
@@ -41,7 +41,7 @@ fn publish(src: &Path, dst: &Path) {
 /// Copies a version folder the way a plain `cp` onto a volume does, only
 /// slower: the folder and the small files appear at once, then `model.onnx`
 /// grows in 20 writes 150 ms apart (3 s). Loading it early would fail.
-fn copy_slowly(src: &Path, dst: &Path) {
+pub fn copy_slowly(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("create version folder");
     for entry in std::fs::read_dir(src).expect("read folder") {
         let entry = entry.expect("entry");
@@ -64,7 +64,7 @@ fn copy_slowly(src: &Path, dst: &Path) {
 }
 
 /// Waits for `cond`, failing with the server log after [`WAIT`].
-fn wait_until(server: &Server, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(server: &Server, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !cond() {
         assert!(
@@ -77,7 +77,7 @@ fn wait_until(server: &Server, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// `version → (state, error message)` from `GET /v1/models/{model}`.
-fn states(server: &Server, model: &str) -> BTreeMap<u64, (String, String)> {
+pub fn states(server: &Server, model: &str) -> BTreeMap<u64, (String, String)> {
     // Tolerates a server that is still starting.
     let Ok(resp) = client()
         .get(server.url(&format!("/v1/models/{model}")))
@@ -110,11 +110,11 @@ fn states(server: &Server, model: &str) -> BTreeMap<u64, (String, String)> {
         .unwrap_or_default()
 }
 
-fn state(server: &Server, model: &str, version: u64) -> Option<String> {
+pub fn state(server: &Server, model: &str, version: u64) -> Option<String> {
     states(server, model).remove(&version).map(|(s, _)| s)
 }
 
-fn available(server: &Server, model: &str) -> Vec<u64> {
+pub fn available(server: &Server, model: &str) -> Vec<u64> {
     states(server, model)
         .into_iter()
         .filter(|(_, (s, _))| s == "AVAILABLE")
@@ -124,15 +124,15 @@ fn available(server: &Server, model: &str) -> Vec<u64> {
 
 /// One predict reply as a client saw it.
 #[derive(Debug, Clone)]
-struct Observed {
-    sent: Instant,
-    received: Instant,
-    status: u16,
-    version: Option<u64>,
-    body: Value,
+pub struct Observed {
+    pub sent: Instant,
+    pub received: Instant,
+    pub status: u16,
+    pub version: Option<u64>,
+    pub body: Value,
 }
 
-fn post(url: &str, body: &str) -> Observed {
+pub fn post(url: &str, body: &str) -> Observed {
     let sent = Instant::now();
     let result = client()
         .post(url)
@@ -161,13 +161,13 @@ fn post(url: &str, body: &str) -> Observed {
 }
 
 /// Clients sending predicts back to back until stopped.
-struct Load {
+pub struct Load {
     stop: Arc<AtomicBool>,
     clients: Vec<JoinHandle<Vec<Observed>>>,
 }
 
 impl Load {
-    fn start(server: &Server, path: &str, body: &Value, clients: usize) -> Load {
+    pub fn start(server: &Server, path: &str, body: &Value, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let clients = (0..clients)
             .map(|_| {
@@ -184,7 +184,7 @@ impl Load {
         Load { stop, clients }
     }
 
-    fn finish(self) -> Vec<Vec<Observed>> {
+    pub fn finish(self) -> Vec<Vec<Observed>> {
         self.stop.store(true, Ordering::Relaxed);
         self.clients
             .into_iter()
@@ -249,7 +249,7 @@ fn assert_switched_once(clients: &[Vec<Observed>], from: u64, to: u64) {
 
 /// Model `m` on `base`, 2 instances, polling every second; `extra` adds
 /// flags or replaces these.
-fn serve_args(base: &Path, extra: &[&str]) -> Vec<String> {
+pub fn serve_args(base: &Path, extra: &[&str]) -> Vec<String> {
     let name = |a: &str| a.split('=').next().unwrap_or_default().to_string();
     let mut args: Vec<String> = [
         "--model_name=m".to_string(),
@@ -354,7 +354,7 @@ fn swap_under_load(extra: &[&str]) {
 
 /// The component built with a default top-k of 3: different code, not a
 /// setting.
-fn top3_component() -> PathBuf {
+pub fn top3_component() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| build_component("top3", &["wasi-nn"], &[("VITRINE_DEFAULT_TOP_K", "3")]))
@@ -988,13 +988,18 @@ fn with_polling_off_new_versions_wait_for_a_restart() {
 }
 
 /// Resident memory of a process, from /proc.
-fn rss_mb(pid: u32) -> f64 {
+pub fn rss_mb(pid: u32) -> f64 {
+    proc_status_mb(pid, "VmRSS")
+}
+
+/// One of /proc/PID/status's memory lines, in MB.
+pub fn proc_status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
     kb / 1024.0
 }
 
