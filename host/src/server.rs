@@ -343,6 +343,7 @@ async fn serve(
         max_message_bytes: args.grpc_max_message_bytes,
         max_instances: args.max_instances_per_request,
         call_timeout: limits::grpc_call_timeout(&args),
+        read_timeout: limits::timeout(args.grpc_read_timeout_in_ms),
     };
     let grpc = async move {
         let Some(listener) = grpc_listener else {

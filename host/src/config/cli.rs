@@ -161,6 +161,12 @@ pub struct ServeArgs {
     /// a request is queued. 0: no limit.
     #[arg(long = "rest_api_body_read_timeout_in_ms", default_value_t = 30_000)]
     pub rest_api_body_read_timeout_in_ms: u64,
+    /// Time a gRPC client has to send the HTTP/2 connection preface after
+    /// connecting, and to finish each frame once its first byte is in, in
+    /// ms; past it the connection is closed. A connection idle between
+    /// frames is kept (keep-alive pings cover it). 0: no limit.
+    #[arg(long = "grpc_read_timeout_in_ms", default_value_t = 10_000)]
+    pub grpc_read_timeout_in_ms: u64,
     /// Images one request may carry (REST `instances`, KServe v2 batch,
     /// gRPC `string_val`); more get 400 / INVALID_ARGUMENT.
     #[arg(long = "max_instances_per_request", default_value_t = vitrine_component::api::DEFAULT_MAX_INSTANCES,

@@ -47,6 +47,7 @@ pub fn to_json(args: &ServeArgs) -> serde_json::Value {
         "rest_api_header_read_timeout_in_ms": args.rest_api_header_read_timeout_in_ms,
         "rest_api_body_read_timeout_in_ms": args.rest_api_body_read_timeout_in_ms,
         "grpc_call_timeout_in_ms": grpc_call_timeout(args).map(|d| d.as_millis() as u64),
+        "grpc_read_timeout_in_ms": args.grpc_read_timeout_in_ms,
         "max_instances_per_request": args.max_instances_per_request,
         "max_image_pixels": args.max_image_pixels,
         "max_image_dimension": args.max_image_dimension,

@@ -43,6 +43,9 @@ impl VersionState {
 struct ModelEntry {
     versions: BTreeMap<u64, VersionState>,
     labels: BTreeMap<String, u64>,
+    /// What the status says of a version that is not failed, e.g. that its
+    /// folder was deleted while it serves.
+    notes: BTreeMap<u64, String>,
 }
 
 /// Why a request found nothing to run on.
@@ -141,6 +144,20 @@ impl Registry {
     pub fn forget(&self, model: &str, version: u64) {
         if let Some(m) = self.write().get_mut(model) {
             m.versions.remove(&version);
+            m.notes.remove(&version);
+        }
+    }
+
+    /// Sets or clears the note the status shows for a version; true if it
+    /// changed.
+    pub fn set_note(&self, model: &str, version: u64, note: Option<String>) -> bool {
+        let mut models = self.write();
+        let Some(m) = models.get_mut(model) else {
+            return false;
+        };
+        match note {
+            Some(note) => m.notes.insert(version, note.clone()).as_ref() != Some(&note),
+            None => m.notes.remove(&version).is_some(),
         }
     }
 
@@ -239,7 +256,7 @@ impl Registry {
                 state: s.name(),
                 error: match s {
                     VersionState::End(Some(e)) => Some(e.clone()),
-                    _ => None,
+                    _ => entry.notes.get(v).cloned(),
                 },
             })
             .collect();

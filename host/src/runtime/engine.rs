@@ -14,6 +14,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 use crate::config::cli::CompileArgs;
+use crate::runtime::cwasm::{self, Cached};
 
 /// The component built into this binary by `build.rs`.
 pub static BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("VITRINE_COMPONENT_WASM"));
@@ -74,20 +75,27 @@ fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
 /// Loads `wasm`, compiling it only if the cache has no usable copy.
 pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Result<Component> {
     let path = cache_path(engine, wasm, cache);
-    if path.is_file() {
-        // SAFETY: the file was written by `precompile_component` for an engine
-        // with the same compatibility hash (part of its name), and the cache
-        // folder is ours.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => {
-                tracing::debug!("loaded compiled component from {}", path.display());
-                return Ok(component);
+    match cwasm::read_verified(&path) {
+        Cached::Verified => {
+            // SAFETY: the file was written by `precompile_component` for an
+            // engine with the same compatibility hash (part of its name), and
+            // its bytes match the checksum written beside them.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => {
+                    tracing::debug!("loaded compiled component from {}", path.display());
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!(
+                    "ignoring unusable compiled component {}: {e:#}",
+                    path.display()
+                ),
             }
-            Err(e) => tracing::warn!(
-                "ignoring unusable compiled component {}: {e:#}",
-                path.display()
-            ),
         }
+        Cached::Unusable(why) => tracing::warn!(
+            "not using the compiled component {}: {why}; compiling it again",
+            path.display()
+        ),
+        Cached::Missing => {}
     }
     let started = Instant::now();
     tracing::info!(
@@ -103,26 +111,14 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Res
         .map_err(anyhow::Error::from)
         .context("the component does not compile")?;
     tracing::info!("compiled in {:.1} s", started.elapsed().as_secs_f64());
-    if let Err(e) = write_atomically(&path, &compiled) {
+    if let Err(e) = cwasm::write_verified(&path, &compiled) {
         tracing::warn!(
-            "cannot cache the compiled component at {}: {e:#}",
+            "cannot cache the compiled component at {}: {e:#}; serving anyway, but every start compiles it again: free space there or point --cache_dir at a writable folder",
             path.display()
         );
     }
     // SAFETY: the bytes come from `precompile_component` on this engine.
     Ok(unsafe { Component::deserialize(engine, &compiled) }?)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("cache path has no parent")?;
-    std::fs::create_dir_all(dir)?;
-    // Unique per write: two versions may compile their components at once.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 pub fn compile_command(args: CompileArgs) -> anyhow::Result<()> {

@@ -6,7 +6,9 @@
 //! - [`preinit`]: `vitrine preinit`, a snapshot of the component with its
 //!   model loaded.
 
+pub mod cwasm;
 pub mod engine;
+pub mod memory;
 pub mod nn;
 pub mod pool;
 #[cfg(feature = "preinit")]

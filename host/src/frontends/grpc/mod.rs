@@ -11,8 +11,10 @@
 //! - [`convert`]: messages to and from what the routing core speaks.
 //! - [`predictions`]: `PredictionService`.
 //! - [`models`]: `ModelService`.
+//! - [`deadlines`]: the preface and every frame must arrive in time.
 
 mod convert;
+mod deadlines;
 mod models;
 mod predictions;
 
@@ -48,6 +50,9 @@ pub struct Options {
     /// A call still running after this long is cancelled: what frees a
     /// stream whose client stalls mid-message.
     pub call_timeout: Option<Duration>,
+    /// `--grpc_read_timeout_in_ms`: time to send the HTTP/2 preface after
+    /// connecting, and each frame once its first byte is in.
+    pub read_timeout: Option<Duration>,
 }
 
 /// Pings a connection idle this long; one that does not answer within
@@ -95,7 +100,7 @@ pub async fn serve(
         .add_service(predictions)
         .add_service(models)
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            deadlines::incoming(listener, options.read_timeout),
             shutdown,
         )
         .await;

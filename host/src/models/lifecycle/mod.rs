@@ -222,7 +222,14 @@ impl Lifecycle {
             })
             .map(|(v, _)| *v)
             .collect();
-        let wanted = t.config.policy.select(&candidates);
+        let mut wanted = t.config.policy.select(&candidates);
+        let gone = self.note_deleted_folders(name, t, &states);
+        // A served version whose folder was deleted keeps serving from
+        // memory until the policy has a version on disk to serve instead:
+        // deleting files never takes a model dark.
+        if wanted.is_empty() {
+            wanted = gone;
+        }
         let mut load = None;
         if t.loading.is_none()
             && let Some(&v) = wanted.iter().find(|v| !loaded(v))
@@ -256,6 +263,41 @@ impl Lifecycle {
             && all_serving
             && unload.is_empty();
         (load, unload)
+    }
+
+    /// The AVAILABLE versions whose folder is gone, newest first; says so in
+    /// their status and the log when that changes.
+    fn note_deleted_folders(
+        &self,
+        name: &str,
+        t: &Tracked,
+        states: &BTreeMap<u64, VersionState>,
+    ) -> Vec<u64> {
+        let mut gone = Vec::new();
+        for (&v, s) in states.iter().rev() {
+            if !matches!(s, VersionState::Available(_)) {
+                continue;
+            }
+            let folder = t.config.base_path.join(v.to_string());
+            if t.seen.contains_key(&v) {
+                if self.registry.set_note(name, v, None) {
+                    tracing::info!("model {name} version {v}: its folder is back");
+                }
+                continue;
+            }
+            gone.push(v);
+            let note = format!(
+                "its folder {} was removed from disk while it served; it serves from memory and cannot be reloaded: publish a new version",
+                folder.display()
+            );
+            if self.registry.set_note(name, v, Some(note)) {
+                tracing::warn!(
+                    "model {name} version {v}: its folder {} was removed from disk; serving it from memory until another version can replace it",
+                    folder.display()
+                );
+            }
+        }
+        gone
     }
 
     async fn load(
@@ -335,6 +377,8 @@ impl Lifecycle {
                 "model {name} version {version} unloaded: its last request finished {:.1} s after it left routing, and its instances and their memory are freed",
                 started.elapsed().as_secs_f64()
             );
+            // Freed is not returned: see `runtime::memory`.
+            let _ = tokio::task::spawn_blocking(crate::runtime::memory::release_freed_memory).await;
         });
     }
 }
