@@ -242,7 +242,7 @@ fn shapes(dir: &Path) -> anyhow::Result<([usize; 3], usize)> {
     let preprocessor = PreprocessorConfig::from_json(&read("preprocessor_config.json")?)
         .context("invalid preprocessor_config.json")?;
     let config = ModelConfig::from_json(&read("config.json")?).context("invalid config.json")?;
-    let size = preprocessor.size;
+    let size = preprocessor.input_size;
     Ok((
         [3, size.height as usize, size.width as usize],
         config.id2label.len(),
