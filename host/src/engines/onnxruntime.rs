@@ -302,7 +302,7 @@ impl OnnxRuntimeEngine {
         let session =
             build_session(runtime, source, threads, options.spinning).with_context(|| {
                 format!(
-                    "onnxruntime cannot load {}; is it a ViT image classifier?",
+                    "onnxruntime cannot parse {} as ONNX; is it a ViT image classifier?",
                     source.display()
                 )
             })?;
