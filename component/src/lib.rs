@@ -7,7 +7,7 @@
 //! Modules, each a folder of its own concerns (see its doc comment):
 //! - [`api`]: TF Serving's REST routes, request and reply shapes, limits, errors.
 //! - [`config`]: `preprocessor_config.json` and `config.json`.
-//! - [`preprocess`]: decode and turn an image into the tensor HF's `ViTImageProcessor` would.
+//! - [`preprocess`]: decode and turn an image into the tensor the model's HF image processor would.
 //! - [`inference`]: run the ONNX model, with tract in the guest or through
 //!   `wasi:nn` on the host (the `wasi-nn` feature).
 //! - [`postprocess`]: softmax, top-k and labels.

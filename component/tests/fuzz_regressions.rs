@@ -8,7 +8,7 @@ fn preprocess(name: &str) -> Result<(), String> {
     let path = manifest_dir().join("tests/fuzz_regressions").join(name);
     let bytes = std::fs::read(&path).expect("regression input");
     let cfg = PreprocessorConfig::default();
-    let mut out = vec![0f32; 3 * cfg.size.height as usize * cfg.size.width as usize];
+    let mut out = vec![0f32; 3 * cfg.input_size.height as usize * cfg.input_size.width as usize];
     preprocess_into(&bytes, &cfg, &DecodeLimits::default(), &mut out).map_err(|e| e.to_string())
 }
 

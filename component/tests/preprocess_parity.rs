@@ -217,7 +217,7 @@ fn shared_images_match_transformers() {
             .expect("parse config");
         if config_name == "384 bicubic" {
             assert_eq!(
-                cfg.size,
+                cfg.input_size,
                 ImageSize {
                     height: 384,
                     width: 384
@@ -225,7 +225,7 @@ fn shared_images_match_transformers() {
             );
             assert_eq!(cfg.resample, Resample::Bicubic);
         }
-        let ImageSize { height, width } = cfg.size;
+        let ImageSize { height, width } = cfg.input_size;
         let mut ours = vec![f32::NAN; 3 * height as usize * width as usize];
         let bytes = std::fs::read(&image).expect("read image");
         preprocess_into(&bytes, &cfg, &limits, &mut ours).expect("preprocess_into");

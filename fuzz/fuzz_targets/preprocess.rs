@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         max_pixels: 4_000_000,
         max_dimension: 4096,
     };
-    let mut out = vec![0f32; 3 * cfg.size.height as usize * cfg.size.width as usize];
+    let mut out = vec![0f32; 3 * cfg.input_size.height as usize * cfg.input_size.width as usize];
     if preprocess_into(data, &cfg, &limits, &mut out).is_ok() {
         assert!(out.iter().all(|x| x.is_finite()));
     }

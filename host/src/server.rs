@@ -12,7 +12,8 @@ use crate::config::cli::{InferencePath, ServeArgs};
 use crate::config::cores;
 use crate::config::limits;
 use crate::engines::batcher::BatchingParameters;
-use crate::engines::native::NativeOptions;
+use crate::engines::native::{NativeEngine, NativeOptions};
+use crate::engines::onnxruntime::OrtOptions;
 use crate::engines::tract;
 use crate::frontends::{admin, grpc, kserve, monitoring, rest};
 use crate::metrics;
@@ -123,6 +124,7 @@ fn check_config(args: &ServeArgs) -> anyhow::Result<()> {
         "metrics_path": monitoring.path,
         "inference": format!("{:?}", args.inference).to_lowercase(),
         "batching": native.as_ref().and_then(|n| n.batching.as_ref()).map(|b| format!("{b:?}")),
+        "native_engine": native.as_ref().map(|n| n.engine.name()),
         "model_config_file": args.model_config_file,
         "model_name": single.then_some(&args.model_name),
         "model_base_path": if single { args.model_base_path.clone() } else { None },
@@ -183,7 +185,17 @@ fn native_options(args: &ServeArgs) -> anyhow::Result<Option<NativeOptions>> {
         0 => cores(),
         n => n,
     };
+    let engine = NativeEngine::resolve(
+        args.native_engine,
+        args.onnxruntime_library.as_deref(),
+        OrtOptions {
+            intra_threads: intra,
+            spinning: args.onnxruntime_intra_op_spinning,
+            cache_dir: Some(engine::cache_dir(args.cache_dir.as_deref()).join("onnxruntime")),
+        },
+    )?;
     Ok(Some(NativeOptions {
+        engine,
         batching,
         // Unbatched runs share the cores: each already uses `intra` threads.
         runs_at_once: (cores() / intra).max(1),
@@ -200,10 +212,18 @@ async fn serve(
     let cache = engine::cache_dir(args.cache_dir.as_deref());
     // Bad flags or config fail fast, before ports are bound.
     let native = native_options(&args)?;
-    if native.is_some() {
+    if let Some(native) = &native {
         let threads = tract::set_intra_op_threads(args.intra_op_parallelism);
+        let engine = match &native.engine {
+            NativeEngine::OnnxRuntime { runtime, .. } => format!(
+                "onnxruntime from {} (found by {})",
+                runtime.library.display(),
+                runtime.found_by
+            ),
+            NativeEngine::Tract => "tract".to_string(),
+        };
         tracing::info!(
-            "host path: models run natively on {threads} threads per run, batching {}",
+            "host path: models run natively on {engine}, {threads} threads per run, batching {}",
             if args.enable_batching { "on" } else { "off" }
         );
     }

@@ -274,10 +274,19 @@ fn summary(clients: &[Vec<Observed>]) -> String {
 
 #[test]
 fn a_new_version_is_swapped_in_under_load_without_a_failed_request() {
+    swap_under_load(&["--native_engine=onnxruntime"]);
+}
+
+#[test]
+fn a_new_version_is_swapped_in_under_load_on_the_tract_engine() {
+    swap_under_load(&["--native_engine=tract"]);
+}
+
+fn swap_under_load(extra: &[&str]) {
     let repo_dir = fresh_dir("swap");
     let repo = repo_dir.path();
     publish(&tiny_version(0), &repo.join("1"));
-    let mut server = Server::spawn("m", &serve_args(repo, &[]));
+    let mut server = Server::spawn("m", &serve_args(repo, extra));
     server.wait_ready();
     let load = Load::start(
         &server,
@@ -329,8 +338,14 @@ fn a_new_version_is_swapped_in_under_load_without_a_failed_request() {
     let log = server.log();
     assert!(!log.contains("version 2 failed"), "{log}");
     assert!(log.contains("model m version 1 unloaded"), "{log}");
+    if extra.contains(&"--native_engine=onnxruntime") {
+        assert!(
+            log.contains("model m version 1: onnxruntime session freed"),
+            "the old version's session is released:\n{log}"
+        );
+    }
     eprintln!(
-        "swap under load: {}; copy took {:.1} s, version 2 served and version 1 unloaded {:.1} s after the copy began",
+        "swap under load ({extra:?}): {}; copy took {:.1} s, version 2 served and version 1 unloaded {:.1} s after the copy began",
         summary(&clients),
         copied.as_secs_f64(),
         swapped.as_secs_f64()
@@ -1017,12 +1032,40 @@ pub fn serve_tiny_for_swaps(
 /// three leaked pools.
 #[test]
 fn memory_stays_flat_across_twenty_swaps() {
-    // The guest path: the sandbox's memory (`swap_memory.rs` bounds the
-    // host path's).
-    let (repo_dir, v1_dir, server, body, url) = serve_tiny_for_swaps(
-        "rss",
+    // The guest path: the sandbox's memory. (`swap_memory.rs` bounds the
+    // host path's.)
+    let _served = memory_across_swaps(
         &["--inference=guest", "--tensorflow_inter_op_parallelism=1"],
+        32.0,
     );
+}
+
+/// The same on the host path's onnxruntime engine: each old version's
+/// session is released (the log says so for every one), and RSS stays
+/// within the bound a few leaked sessions of the tiny model would break.
+#[test]
+fn memory_stays_flat_across_twenty_swaps_on_onnxruntime() {
+    let (server, _repo, _v1) = memory_across_swaps(
+        &[
+            "--inference=host",
+            "--native_engine=onnxruntime",
+            "--tensorflow_inter_op_parallelism=1",
+        ],
+        32.0,
+    );
+    wait_until(&server, "all 20 old sessions are released", || {
+        server.log().matches("onnxruntime session freed").count() == 20
+    });
+}
+
+/// Serves the tiny model with `flags`, swaps in 20 new versions one by
+/// one, checks RSS ends within `bound_mb` of the first load, and returns
+/// the server (with the folders it serves from, which must outlive it).
+fn memory_across_swaps(
+    flags: &[&str],
+    bound_mb: f64,
+) -> (Server, tempfile::TempDir, tempfile::TempDir) {
+    let (repo_dir, v1_dir, server, body, url) = serve_tiny_for_swaps("rss", flags);
     let (repo, v1) = (repo_dir.path(), v1_dir.path());
     let first = rss_mb(server.pid());
     let mut figures = vec![first];
@@ -1041,12 +1084,12 @@ fn memory_stays_flat_across_twenty_swaps() {
     let last = *figures.last().expect("figures");
     let peak = figures.iter().copied().fold(0.0, f64::max);
     eprintln!(
-        "RSS across 20 swaps ({:.0} s): first load {first:.0} MB, after 20 swaps {last:.0} MB, peak {peak:.0} MB; all: {:?}",
+        "RSS across 20 swaps ({flags:?}, {:.0} s): first load {first:.0} MB, after 20 swaps {last:.0} MB, peak {peak:.0} MB; all: {:?}",
         started.elapsed().as_secs_f64(),
         figures.iter().map(|f| f.round() as i64).collect::<Vec<_>>()
     );
     assert!(
-        last <= first + 32.0,
+        last <= first + bound_mb,
         "RSS grew from {first:.0} MB to {last:.0} MB across 20 swaps: {figures:?}"
     );
     wait_until(&server, "all 20 old versions are unloaded", || {
@@ -1056,4 +1099,5 @@ fn memory_stays_flat_across_twenty_swaps() {
             .count()
             == 20
     });
+    (server, repo_dir, v1_dir)
 }

@@ -1,6 +1,7 @@
 //! Served logits against onnxruntime on the same model and tensor, for our
-//! demo model and for a genuine torch export served unchanged, on both
-//! inference paths: host-native through wasi:nn, and tract in the guest.
+//! demo model and for a genuine torch export served unchanged, on every
+//! path: the host's onnxruntime engine (direct and batched) and tract
+//! engine through wasi:nn, and tract in the guest.
 
 use std::path::{Path, PathBuf};
 
@@ -8,14 +9,58 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// One way of serving a model, and how close to Python's onnxruntime on the
+/// same pixel tensor it must be.
+struct Serving {
+    flags: &'static [&'static str],
+    inference: &'static str,
+    engine: &'static str,
+    tolerance: f32,
+}
+
+const ORT: Serving = Serving {
+    flags: &["--inference=host", "--native_engine=onnxruntime"],
+    inference: "host",
+    engine: "onnxruntime",
+    tolerance: 1e-5,
+};
+const ORT_BATCHED: Serving = Serving {
+    flags: &[
+        "--inference=host",
+        "--native_engine=onnxruntime",
+        "--enable_batching",
+    ],
+    inference: "host",
+    engine: "onnxruntime",
+    tolerance: 1e-5,
+};
+const TRACT: Serving = Serving {
+    flags: &["--inference=host", "--native_engine=tract"],
+    inference: "host",
+    engine: "tract",
+    tolerance: 1e-4,
+};
+const GUEST: Serving = Serving {
+    flags: &["--inference=guest"],
+    inference: "guest",
+    engine: "tract",
+    tolerance: 1e-4,
+};
+
 /// Serves `base` (a `<name>/<version>/` repository whose newest version is
-/// `model_dir`) on `inference` (`host` or `guest`), checks every shared
-/// image, and returns the served logits, one row per image.
-fn check_parity(name: &str, base: &Path, model_dir: &Path, inference: &str) -> Vec<Vec<f32>> {
-    let server = Server::start(name, base, &[&format!("--inference={inference}")]);
-    // The path asked for is the path taken: no silent fallback.
+/// `model_dir`) on `path`, checks every shared image, and returns the served
+/// logits, one row per image.
+fn check_parity(name: &str, base: &Path, model_dir: &Path, serving: &Serving) -> Vec<Vec<f32>> {
+    let server = Server::start(name, base, serving.flags);
+    let (inference, engine) = (serving.inference, serving.engine);
+    // The path and engine asked for are the ones taken: no silent fallback.
     let (_, metadata) = server.get(&format!("/v1/models/{name}/metadata"));
     assert_eq!(metadata["vitrine"]["inference"], inference, "{metadata}");
+    assert_eq!(metadata["vitrine"]["engine"], engine, "{metadata}");
+    if inference == "host" {
+        let (_, stats) = server.get("/vitrine/stats");
+        assert_eq!(stats["models"][name][0]["engine"], engine, "{stats}");
+    }
     let images = shared_images();
     let instances: Vec<String> = images.iter().map(|p| urlsafe_b64(p)).collect();
     // All images in one request: also proves several instances per request.
@@ -33,12 +78,13 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path, inference: &str) -> V
     let mut rows = Vec::new();
     for ((image, pixels), p) in images.iter().zip(&ours).zip(predictions) {
         let served = floats(&p["logits"]);
-        // Same model, same tensor: tract in wasm equals onnxruntime.
+        // Same model, same tensor: every engine equals onnxruntime.
         let exact = reference.pixel_logits(pixels);
         let diff = max_abs_diff(&served, &exact);
         assert!(
-            diff <= 1e-4,
-            "{}: served logits differ from onnxruntime by {diff}",
+            diff <= serving.tolerance,
+            "{inference} path on {engine} ({:?}), {}: served logits differ from Python's onnxruntime by {diff}",
+            serving.flags,
             image.display()
         );
 
@@ -64,7 +110,8 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path, inference: &str) -> V
             assert!((c - expected[*i]).abs() < 1e-6);
         }
         eprintln!(
-            "{inference} path, {}: |served - onnxruntime| = {diff:.2e}, |served - HF pipeline| = {noise:.2e}",
+            "{inference} path on {engine} ({:?}), {}: |served - onnxruntime| = {diff:.2e}, |served - HF pipeline| = {noise:.2e}",
+            serving.flags,
             image.display()
         );
         rows.push(served);
@@ -72,30 +119,37 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path, inference: &str) -> V
     rows
 }
 
-/// Both paths serve the same model: same top-5, logits within 1e-4.
-fn check_both_paths(name: &str, base: &Path, model_dir: &Path) {
-    let host = check_parity(name, base, model_dir, "host");
-    let guest = check_parity(name, base, model_dir, "guest");
-    assert_eq!(host.len(), guest.len());
-    for (i, (h, g)) in host.iter().zip(&guest).enumerate() {
-        let diff = max_abs_diff(h, g);
-        assert!(
-            diff <= 1e-4,
-            "image {i}: host and guest logits differ by {diff}"
-        );
+/// Logits of two paths within `tolerance` of each other, with the same top-5.
+fn check_agree(what: &str, a: &[Vec<f32>], b: &[Vec<f32>], tolerance: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let diff = max_abs_diff(x, y);
+        assert!(diff <= tolerance, "image {i}: {what} differ by {diff}");
         assert_eq!(
-            top_indices(h, 5),
-            top_indices(g, 5),
-            "image {i}: top-5 differs"
+            top_indices(x, 5),
+            top_indices(y, 5),
+            "image {i}: {what}: top-5 differs"
         );
-        eprintln!("image {i}: |host - guest| = {diff:.2e}");
+        eprintln!("image {i}: |{what}| = {diff:.2e}");
     }
+}
+
+/// Every path serves the same model: onnxruntime direct and batched within
+/// 1e-5 of each other, and of tract (host and guest) within 1e-4.
+fn check_all_paths(name: &str, base: &Path, model_dir: &Path) {
+    let ort = check_parity(name, base, model_dir, &ORT);
+    let batched = check_parity(name, base, model_dir, &ORT_BATCHED);
+    let tract = check_parity(name, base, model_dir, &TRACT);
+    let guest = check_parity(name, base, model_dir, &GUEST);
+    check_agree("onnxruntime direct - batched", &ort, &batched, 1e-5);
+    check_agree("onnxruntime - tract engine", &ort, &tract, 1e-4);
+    check_agree("host tract - guest tract", &tract, &guest, 1e-4);
 }
 
 #[test]
 fn demo_model_logits_match_onnxruntime() {
     let base = tiny_repo();
-    check_both_paths("hf-vit", &base, &base.join("1"));
+    check_all_paths("hf-vit", &base, &base.join("1"));
 }
 
 /// `../shared/models/vit-tiny-random-torch-export` is what optimum writes for
@@ -107,5 +161,5 @@ fn real_torch_export_serves_unchanged() {
     let base = repo.path().join("vit-export");
     std::fs::create_dir_all(&base).expect("mkdir");
     std::os::unix::fs::symlink(&export, base.join("1")).expect("symlink the export as version 1");
-    check_both_paths("vit-export", &base, &export);
+    check_all_paths("vit-export", &base, &export);
 }

@@ -76,9 +76,44 @@ pub fn cache_dir() -> PathBuf {
     scratch().join("cache")
 }
 
+/// `libonnxruntime.so*` of the onnxruntime wheel in `.venv` (./test.sh
+/// installs it), or `$VITRINE_ONNXRUNTIME_LIBRARY`.
+pub fn onnxruntime_library() -> PathBuf {
+    if let Some(p) = std::env::var_os("VITRINE_ONNXRUNTIME_LIBRARY") {
+        return p.into();
+    }
+    let lib = workspace_root().join(".venv/lib");
+    let found = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .filter_map(|py| py.ok())
+        .flat_map(|py| {
+            std::fs::read_dir(py.path().join("site-packages/onnxruntime/capi"))
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no onnxruntime library in {}: run ./test.sh, which installs the onnxruntime wheel, or set VITRINE_ONNXRUNTIME_LIBRARY",
+            lib.display()
+        )
+    })
+}
+
+/// The `vitrine` binary, with the test cache and the `.venv`'s onnxruntime
+/// library (`ORT_DYLIB_PATH`), so the host path runs the onnxruntime engine
+/// as it does wherever onnxruntime is installed.
 pub fn vitrine() -> Command {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitrine"));
     cmd.env("VITRINE_CACHE_DIR", cache_dir());
+    cmd.env("ORT_DYLIB_PATH", LIBRARY.get_or_init(onnxruntime_library));
     cmd
 }
 
@@ -204,12 +239,29 @@ impl Server {
     }
 
     fn launch(model: &str, args: &[String], grpc: bool) -> Server {
+        Server::launch_with(model, args, grpc, |_| {})
+    }
+
+    /// Like [`Server::spawn`], with the command adjusted first (its
+    /// environment, say).
+    pub fn spawn_with(model: &str, args: &[String], adjust: impl FnOnce(&mut Command)) -> Server {
+        Server::launch_with(model, args, false, adjust)
+    }
+
+    fn launch_with(
+        model: &str,
+        args: &[String],
+        grpc: bool,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Server {
         precompile();
         let port = free_port();
         let grpc_port = grpc.then(free_port);
         std::fs::create_dir_all(scratch()).expect("scratch dir");
         let log = scratch().join(format!("server-{port}.log"));
-        let child = vitrine()
+        let mut cmd = vitrine();
+        adjust(&mut cmd);
+        let child = cmd
             .arg("serve")
             .arg(format!("--rest_api_port={port}"))
             .arg("--rest_api_host=127.0.0.1")
@@ -271,7 +323,7 @@ impl Server {
         s
     }
 
-    fn wait_available(&mut self) {
+    pub fn wait_available(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(600);
         let status_url = self.url(&format!("/v1/models/{}", self.model));
         while Instant::now() < deadline {
@@ -502,7 +554,7 @@ pub fn vitrine_pixels(image: &Path, model_dir: &Path) -> PathBuf {
         &std::fs::read(model_dir.join("preprocessor_config.json")).expect("preprocessor config"),
     )
     .expect("parse preprocessor config");
-    let mut pixels = vec![0f32; 3 * (cfg.size.height * cfg.size.width) as usize];
+    let mut pixels = vec![0f32; 3 * (cfg.input_size.height * cfg.input_size.width) as usize];
     preprocess_into(
         &std::fs::read(image).expect("image"),
         &cfg,

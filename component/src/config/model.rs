@@ -19,6 +19,9 @@ pub struct ModelConfig {
     /// `config["vitrine"]["random_weights"]`: the model is a test fixture whose
     /// predictions mean nothing.
     pub random_weights: bool,
+    /// `model_type` (`"vit"`, `"dinov2"`, ...): picks the image processor
+    /// when `preprocessor_config.json` names none, as transformers does.
+    pub model_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +39,8 @@ struct RawModelConfig {
     num_channels: u32,
     #[serde(default)]
     vitrine: VitrineSection,
+    #[serde(default)]
+    model_type: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,6 +112,7 @@ impl ModelConfig {
             image_size: raw.image_size,
             num_channels: raw.num_channels,
             random_weights: raw.vitrine.random_weights,
+            model_type: raw.model_type,
         })
     }
 }

@@ -64,4 +64,17 @@ impl Engine {
             Engine::Host(_) => "host",
         }
     }
+
+    /// What runs the graph, as reported in metadata: `tract` here, or the
+    /// engine the host names in `VITRINE_NN_ENGINE` (`onnxruntime`, `tract`).
+    pub fn engine_name(&self) -> String {
+        match self {
+            Engine::Tract(_) => "tract".to_string(),
+            #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
+            Engine::Host(_) => std::env::var("VITRINE_NN_ENGINE")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "unknown".to_string()),
+        }
+    }
 }

@@ -69,15 +69,17 @@ impl LoadedModel {
         dir: &str,
         read: impl Fn(&str) -> anyhow::Result<Vec<u8>>,
     ) -> anyhow::Result<LoadedModel> {
-        let preprocessor = PreprocessorConfig::from_json(&read("preprocessor_config.json")?)
-            .context("invalid preprocessor_config.json")?;
         let config =
             ModelConfig::from_json(&read("config.json")?).context("invalid config.json")?;
-        let image_shape = [
-            3,
-            preprocessor.size.height as usize,
-            preprocessor.size.width as usize,
-        ];
+        // transformers picks the processor from config.json's model_type when
+        // preprocessor_config.json names none.
+        let preprocessor = PreprocessorConfig::from_json_for_model(
+            &read("preprocessor_config.json")?,
+            config.model_type.as_deref(),
+        )
+        .context("invalid preprocessor_config.json")?;
+        let size = preprocessor.input_size;
+        let image_shape = [3, size.height as usize, size.width as usize];
         let [c, h, w] = image_shape;
         let num_labels = config.id2label.len();
         let engine = Engine::load(|| read("model.onnx"), c, h, w, num_labels)

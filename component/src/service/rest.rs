@@ -110,8 +110,10 @@ impl Service {
         };
         let mut vitrine = serde_json::json!({
             "image_size": [height, width],
+            "preprocessing": m.preprocessor.describe(),
             "num_labels": m.num_labels,
             "inference": m.engine.kind(),
+            "engine": m.engine.engine_name(),
             "random_weights": m.config.random_weights,
             "preinitialized": self.preinitialized,
         });

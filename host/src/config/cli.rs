@@ -34,6 +34,17 @@ pub enum Command {
     BenchNative(BenchNativeArgs),
 }
 
+/// The host path's engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NativeEngineChoice {
+    /// onnxruntime when its library loads, else tract.
+    Auto,
+    /// onnxruntime; fail at start if its library cannot be loaded.
+    Onnxruntime,
+    /// tract, built in.
+    Tract,
+}
+
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InferencePath {
@@ -92,6 +103,22 @@ pub struct ServeArgs {
     /// enabled) or `guest` (tract inside the component).
     #[arg(long = "inference", value_enum, default_value_t = InferencePath::Host)]
     pub inference: InferencePath,
+    /// The host path's engine: `onnxruntime` (its library is loaded at
+    /// start), `tract` (built in), or `auto`: onnxruntime when its library
+    /// loads, else tract.
+    #[arg(long = "native_engine", value_enum, default_value_t = NativeEngineChoice::Auto)]
+    pub native_engine: NativeEngineChoice,
+    /// The `libonnxruntime.so` to load, and the only one tried. Without it:
+    /// `ORT_DYLIB_PATH`, next to this binary, the standard library
+    /// directories, then the `onnxruntime` package of the `python3` on PATH.
+    #[arg(long = "onnxruntime_library")]
+    pub onnxruntime_library: Option<PathBuf>,
+    /// Whether onnxruntime's idle intra-op threads spin waiting for work
+    /// (`session.intra_op.allow_spinning`). Off by default: spinning takes
+    /// the cores the instances preprocess on (see BENCHMARKS.md).
+    #[arg(long = "onnxruntime_intra_op_spinning", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub onnxruntime_intra_op_spinning: bool,
     /// Merge concurrent inferences into batched model runs (host path).
     #[arg(long = "enable_batching", num_args = 0..=1, default_value_t = false,
           default_missing_value = "true", action = clap::ArgAction::Set)]

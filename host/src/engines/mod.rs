@@ -6,12 +6,15 @@
 //! of which engine it is; [`native`] picks the engine for a version and
 //! runs it directly or through the batcher.
 //!
+//! - [`onnxruntime`]: onnxruntime's CPU kernels, its library loaded at run
+//!   time when it is installed.
 //! - [`tract`]: tract, pure Rust, run on its own thread pool.
 //! - [`batcher`]: TF Serving-style dynamic batching.
 //! - [`native`]: one version's native model: its engine and runner.
 
 pub mod batcher;
 pub mod native;
+pub mod onnxruntime;
 pub mod tract;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,17 +10,69 @@ use tokio::sync::Semaphore;
 use vitrine_component::inference::Engine as ComponentEngine;
 use vitrine_component::service::LoadedModel;
 
+use crate::config::cli::NativeEngineChoice;
 use crate::engines::batcher::{BatchScheduler, BatchingParameters};
+use crate::engines::onnxruntime::{self, OnnxRuntimeEngine, OrtOptions, Runtime};
 use crate::engines::tract::TractEngine;
 use crate::engines::{Engine, RunStats};
 
 /// How the host runs models natively.
 #[derive(Debug, Clone)]
 pub struct NativeOptions {
+    pub engine: NativeEngine,
     /// `None`: every inference runs on its own, `runs_at_once` at a time.
     pub batching: Option<BatchingParameters>,
     pub runs_at_once: usize,
 }
+
+/// Which engine runs the host path's models, resolved once at start.
+#[derive(Debug, Clone)]
+pub enum NativeEngine {
+    Tract,
+    OnnxRuntime {
+        runtime: &'static Runtime,
+        options: OrtOptions,
+    },
+}
+
+impl NativeEngine {
+    /// `--native_engine`: `onnxruntime` must load its library (the error
+    /// names every path tried); `auto` falls back to tract, saying once how
+    /// to get onnxruntime.
+    pub fn resolve(
+        choice: NativeEngineChoice,
+        library: Option<&Path>,
+        options: OrtOptions,
+    ) -> anyhow::Result<NativeEngine> {
+        match choice {
+            NativeEngineChoice::Tract => Ok(NativeEngine::Tract),
+            NativeEngineChoice::Onnxruntime => {
+                let runtime = onnxruntime::runtime(library).map_err(|e| {
+                    anyhow::anyhow!("--native_engine=onnxruntime: {e}")
+                })?;
+                Ok(NativeEngine::OnnxRuntime { runtime, options })
+            }
+            NativeEngineChoice::Auto => match onnxruntime::runtime(library) {
+                Ok(runtime) => Ok(NativeEngine::OnnxRuntime { runtime, options }),
+                Err(e) => {
+                    tracing::warn!(
+                        "onnxruntime is not available, so models run on tract (slower); `pip install onnxruntime` (1.31 or later) or --onnxruntime_library=PATH makes them run on onnxruntime. Tried: {}",
+                        e.summary()
+                    );
+                    Ok(NativeEngine::Tract)
+                }
+            },
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            NativeEngine::Tract => "tract",
+            NativeEngine::OnnxRuntime { .. } => "onnxruntime",
+        }
+    }
+}
+
 
 /// Why a native inference gave no logits; the wasi:nn layer turns these
 /// into its error codes.
@@ -52,10 +104,34 @@ impl NativeModel {
         version: u64,
         options: &NativeOptions,
     ) -> anyhow::Result<NativeModel> {
-        let loaded = LoadedModel::load(dir)?;
-        // Natively the component's engine is always tract.
-        let ComponentEngine::Tract(classifier) = loaded.engine;
-        let engine: Arc<dyn Engine> = Arc::new(TractEngine(classifier));
+        let engine: Arc<dyn Engine> = match &options.engine {
+            NativeEngine::Tract => {
+                let loaded = LoadedModel::load(dir)?;
+                // Natively the component's engine is always tract.
+                let ComponentEngine::Tract(classifier) = loaded.engine;
+                Arc::new(TractEngine(classifier))
+            }
+            NativeEngine::OnnxRuntime { runtime, options } => {
+                let (image_shape, num_labels) = shapes(dir)?;
+                Arc::new(OnnxRuntimeEngine::load(
+                    &format!("model {model} version {version}"),
+                    runtime,
+                    &dir.join("model.onnx"),
+                    image_shape,
+                    num_labels,
+                    options,
+                )?)
+            }
+        };
+        tracing::info!(
+            "model {model} version {version}: loaded on the {} engine{}",
+            engine.name(),
+            match &options.engine {
+                NativeEngine::OnnxRuntime { runtime, .. } =>
+                    format!(" ({})", runtime.library.display()),
+                NativeEngine::Tract => String::new(),
+            }
+        );
         let stats = Arc::new(RunStats::new(model, version));
         let runner = match &options.batching {
             Some(params) => Runner::Batched(
@@ -153,6 +229,24 @@ impl NativeModel {
             }
         }
     }
+}
+
+/// `[channels, height, width]` of one image and the label count, from the
+/// version's configs, checked as the component checks them.
+fn shapes(dir: &Path) -> anyhow::Result<([usize; 3], usize)> {
+    use vitrine_component::config::{ModelConfig, PreprocessorConfig};
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let preprocessor = PreprocessorConfig::from_json(&read("preprocessor_config.json")?)
+        .context("invalid preprocessor_config.json")?;
+    let config = ModelConfig::from_json(&read("config.json")?).context("invalid config.json")?;
+    let size = preprocessor.input_size;
+    Ok((
+        [3, size.height as usize, size.width as usize],
+        config.id2label.len(),
+    ))
 }
 
 /// Loads and optimises a version's model natively, off the async threads.

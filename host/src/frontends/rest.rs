@@ -110,6 +110,7 @@ async fn stats(State(registry): State<Arc<Registry>>) -> Response {
                 let mut v = serde_json::json!({
                     "version": version.to_string(),
                     "inference": if graph.is_some() { "host" } else { "guest" },
+                    "engine": graph.map_or("tract", |g| g.engine_name()),
                 });
                 if let Some(g) = graph {
                     v["engine"] = g.engine_name().into();

@@ -256,6 +256,7 @@ impl InstancePool {
         let mut nn = NnState::default();
         if let Some(graph) = &s.graph {
             wasi.env("VITRINE_NN_GRAPH", s.graph_name());
+            wasi.env("VITRINE_NN_ENGINE", graph.engine_name());
             nn.graph = Some((s.graph_name(), graph.clone()));
         }
         let state = HostState {

@@ -1,0 +1,642 @@
+//! The onnxruntime engine: a model version's graph run by onnxruntime's CPU
+//! execution provider (MLAS kernels), through the `ort` crate.
+//!
+//! The library is not linked: `libonnxruntime.so` (1.31 or later, as the
+//! `onnxruntime` wheel on PyPI ships it) is dlopened at run time from the
+//! first place in [`candidates`] where it loads, so a machine without it
+//! still runs the tract engine. Loading happens once per process
+//! ([`runtime`]); every session is built on that one environment.
+//!
+//! One session per model version, built and optimised once at load and
+//! freed when the engine is dropped. `ort`'s `Session::run` takes `&mut
+//! self`, so runs of one session take turns behind a lock: each run already
+//! spreads over every intra-op thread, and concurrent requests are merged
+//! into one run by the batcher rather than run side by side.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, bail, ensure};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{Tensor, ValueType};
+
+use super::Engine;
+
+/// The name dlopen looks for in the standard library directories.
+const LIBRARY_NAME: &str = "libonnxruntime.so";
+
+/// The onnxruntime library this process loaded, and the environment every
+/// session is built on.
+pub struct Runtime {
+    /// The file that loaded, as it was found.
+    pub library: PathBuf,
+    /// Where it was found (which rule of [`candidates`] matched).
+    pub found_by: &'static str,
+    environment: ort::environment::Environment,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "onnxruntime from {} ({})",
+            self.library.display(),
+            self.found_by
+        )
+    }
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static LOADING: Mutex<()> = Mutex::new(());
+
+/// No onnxruntime library loaded: every place tried and why it failed.
+#[derive(Debug)]
+pub struct NotLoaded {
+    pub tried: Vec<(String, String)>,
+}
+
+impl fmt::Display for NotLoaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "cannot load the onnxruntime library; tried:")?;
+        for (place, why) in &self.tried {
+            writeln!(f, "  - {place}: {why}")?;
+        }
+        write!(
+            f,
+            "install it with `pip install onnxruntime` (1.31 or later) into the python3 on PATH, \
+             or pass --onnxruntime_library=/path/to/libonnxruntime.so"
+        )
+    }
+}
+
+impl std::error::Error for NotLoaded {}
+
+impl NotLoaded {
+    /// The places tried and why each failed, on one line.
+    pub fn summary(&self) -> String {
+        self.tried
+            .iter()
+            .map(|(place, why)| format!("{place}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// One place the library may be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub rule: &'static str,
+    /// The file to load, or why this rule has none to offer.
+    pub path: Result<PathBuf, String>,
+}
+
+impl Candidate {
+    fn new(rule: &'static str, path: PathBuf) -> Candidate {
+        Candidate {
+            rule,
+            path: Ok(path),
+        }
+    }
+}
+
+/// Where to look, in order; the first that loads wins. An explicit
+/// `--onnxruntime_library` is the only candidate: a path the user named is
+/// never silently replaced by another.
+pub fn candidates(explicit: Option<&Path>) -> Vec<Candidate> {
+    if let Some(path) = explicit {
+        return vec![Candidate::new("--onnxruntime_library", path.to_path_buf())];
+    }
+    let mut out = Vec::new();
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        out.push(Candidate::new("ORT_DYLIB_PATH", path.into()));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        out.extend(libraries_in(&dir, "next to the vitrine binary"));
+    }
+    // A bare name: dlopen searches LD_LIBRARY_PATH, the ld.so cache, /lib and /usr/lib.
+    out.push(Candidate::new(
+        "the standard library directories",
+        PathBuf::from(LIBRARY_NAME),
+    ));
+    const PYTHON: &str = "the onnxruntime package of python3";
+    match python_package_dir() {
+        Ok(dir) => out.extend(libraries_in(&dir.join("capi"), PYTHON)),
+        Err(why) => out.push(Candidate {
+            rule: PYTHON,
+            path: Err(why),
+        }),
+    }
+    out
+}
+
+/// `libonnxruntime.so*` in `dir` (not the providers' libraries), the exact
+/// name first; the exact name alone when there is none, for the error.
+fn libraries_in(dir: &Path, rule: &'static str) -> Vec<Candidate> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == LIBRARY_NAME || n.starts_with("libonnxruntime.so."))
+        })
+        .collect();
+    found.sort_by_key(|p| (p.file_name().map(|n| n != LIBRARY_NAME), p.clone()));
+    if found.is_empty() {
+        found.push(dir.join(LIBRARY_NAME));
+    }
+    found
+        .into_iter()
+        .map(|path| Candidate::new(rule, path))
+        .collect()
+}
+
+/// The folder of the `onnxruntime` package of the `python3` on PATH, found
+/// without importing it (an import takes most of a second).
+fn python_package_dir() -> Result<PathBuf, String> {
+    let script = "import importlib.util as u\n\
+                  s = u.find_spec('onnxruntime')\n\
+                  print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .map_err(|e| format!("no python3 on PATH ({e})"))?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || dir.is_empty() {
+        return Err("python3 on PATH has no onnxruntime package".into());
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// Loads the library once per process, from the first candidate that
+/// loads; later calls return the same runtime (the `ort` crate binds one
+/// library per process).
+pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime, NotLoaded> {
+    let _once = LOADING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(runtime) = RUNTIME.get() {
+        return match explicit {
+            Some(path) if path != runtime.library => Err(NotLoaded {
+                tried: vec![(
+                    format!("{} (--onnxruntime_library)", path.display()),
+                    format!(
+                        "this process already loaded {}, and a process can load only one",
+                        runtime.library.display()
+                    ),
+                )],
+            }),
+            _ => Ok(runtime),
+        };
+    }
+    let mut tried = Vec::new();
+    for candidate in candidates(explicit) {
+        let path = match candidate.path {
+            Ok(path) => path,
+            Err(why) => {
+                tried.push((candidate.rule.to_string(), why));
+                continue;
+            }
+        };
+        let place = format!("{} ({})", path.display(), candidate.rule);
+        let loaded = ort::init_from(&path)
+            .map_err(|e| match &e {
+                // ort's error drops dlopen's reason; libloading's keeps it as its cause.
+                ort::LoadDynamicError::Dlopen { error, .. } => with_causes(error),
+                _ => e.to_string(),
+            })
+            .and_then(|builder| {
+                builder
+                    .with_name("vitrine")
+                    .with_telemetry(false)
+                    .build()
+                    .map_err(|e| {
+                        format!("the library loaded but its environment did not start: {e}")
+                    })
+            });
+        match loaded {
+            Ok(environment) => {
+                let runtime = Runtime {
+                    library: path,
+                    found_by: candidate.rule,
+                    environment,
+                };
+                return Ok(RUNTIME.get_or_init(|| runtime));
+            }
+            Err(why) => tried.push((place, why)),
+        }
+    }
+    Err(NotLoaded { tried })
+}
+
+/// An error and its causes on one line: dlopen's own reason is a cause.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// How sessions are built.
+#[derive(Debug, Clone)]
+pub struct OrtOptions {
+    /// Threads inside one run (`--tensorflow_intra_op_parallelism`; 0 = one per core).
+    pub intra_threads: usize,
+    /// Whether idle intra-op threads spin waiting for work
+    /// (`session.intra_op.allow_spinning`).
+    pub spinning: bool,
+    /// Where optimised copies of models are kept (see [`optimised_copy`]);
+    /// `None` optimises at every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Optimised copies kept in the cache; the least recently used go first.
+const CACHED_MODELS: usize = 8;
+
+/// One model version's graph in one onnxruntime session.
+pub struct OnnxRuntimeEngine {
+    /// `model m version v`, for the log.
+    label: String,
+    session: Mutex<Session>,
+    image_shape: [usize; 3],
+    num_labels: usize,
+    /// Which of the session's outputs holds the logits.
+    logits: usize,
+}
+
+impl OnnxRuntimeEngine {
+    /// Builds and optimises a session for `model_onnx`, checked against the
+    /// image shape and label count the version's configs give; `label`
+    /// names the version in the log.
+    pub fn load(
+        label: &str,
+        runtime: &Runtime,
+        model_onnx: &Path,
+        image_shape: [usize; 3],
+        num_labels: usize,
+        options: &OrtOptions,
+    ) -> anyhow::Result<OnnxRuntimeEngine> {
+        let threads = match options.intra_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let optimised = options.cache_dir.as_deref().and_then(|cache| {
+            optimised_copy(runtime, model_onnx, cache, threads)
+                .map_err(|e| {
+                    tracing::warn!(
+                        "{label}: cannot cache onnxruntime's optimised model ({e:#}); optimising at every load"
+                    )
+                })
+                .ok()
+        });
+        let source = optimised.as_deref().unwrap_or(model_onnx);
+        let session =
+            build_session(runtime, source, threads, options.spinning).with_context(|| {
+                format!(
+                    "onnxruntime cannot parse {} as ONNX; is it a ViT image classifier?",
+                    source.display()
+                )
+            })?;
+        ensure!(
+            session.inputs().len() == 1,
+            "the model has {} inputs, expected one (pixel_values)",
+            session.inputs().len()
+        );
+        check_input(session.inputs()[0].dtype(), image_shape)?;
+        let logits = session
+            .outputs()
+            .iter()
+            .position(|o| o.name() == "logits")
+            .unwrap_or(0);
+        let out = session
+            .outputs()
+            .get(logits)
+            .context("the model has no outputs")?;
+        let labels_ok = out
+            .dtype()
+            .tensor_shape()
+            .is_some_and(|s| s.len() == 2 && s[1] == num_labels as i64);
+        ensure!(
+            labels_ok,
+            "model output {} is {}, expected [batch, {num_labels}] to match config.json's id2label",
+            out.name(),
+            out.dtype()
+        );
+        Ok(OnnxRuntimeEngine {
+            label: label.to_string(),
+            session: Mutex::new(session),
+            image_shape,
+            num_labels,
+            logits,
+        })
+    }
+}
+
+fn build_session(
+    runtime: &Runtime,
+    model_onnx: &Path,
+    threads: usize,
+    spinning: bool,
+) -> ort::Result<Session> {
+    Session::builder(&runtime.environment)?
+        .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_intra_threads(threads)?
+        .with_inter_threads(1)?
+        .with_intra_op_spinning(spinning)?
+        .commit_from_file(model_onnx)
+}
+
+impl Drop for OnnxRuntimeEngine {
+    fn drop(&mut self) {
+        // The session is released right after this, with its weights and arena.
+        tracing::info!("{}: onnxruntime session freed", self.label);
+    }
+}
+
+/// `model_onnx` with onnxruntime's hardware-independent graph optimisations
+/// (level "extended": constant folding, fused attention, layer norm, GELU)
+/// applied, written once into `cache` and reused by later loads: loading it
+/// skips most of a session's build time (for ViT-B/16, 1.3 s instead of
+/// 3.2 s). The layout optimisations of level "all" depend on the CPU, so
+/// they are left to each load. Keyed by the file's path, size and
+/// modification time (a version folder is immutable) and the library's
+/// build.
+fn optimised_copy(
+    runtime: &Runtime,
+    model_onnx: &Path,
+    cache: &Path,
+    threads: usize,
+) -> anyhow::Result<PathBuf> {
+    use sha2::Digest;
+    let canonical = model_onnx.canonicalize()?;
+    let meta = std::fs::metadata(&canonical)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let key = format!(
+        "{}\n{}\n{modified}\n{}",
+        canonical.display(),
+        meta.len(),
+        ort::info()
+    );
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let path = cache.join(format!("{name}.onnx"));
+    if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+        // Marks it recently used, for the pruning below.
+        let _ = file.set_modified(std::time::SystemTime::now());
+        return Ok(path);
+    }
+    std::fs::create_dir_all(cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    // Written under a unique name and renamed: loads of the same model at
+    // once (two servers on one cache) never see half a file.
+    let partial = cache.join(format!(".{name}.{}.{modified}.partial", std::process::id()));
+    let written = Session::builder(&runtime.environment)
+        .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level2)?))
+        .and_then(|b| Ok(b.with_intra_threads(threads)?))
+        .and_then(|b| Ok(b.with_optimized_model_path(&partial)?))
+        .and_then(|mut b| b.commit_from_file(&canonical));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
+    std::fs::rename(&partial, &path)?;
+    prune(cache);
+    Ok(path)
+}
+
+/// Keeps the [`CACHED_MODELS`] most recently used optimised models.
+fn prune(cache: &Path) {
+    let mut models: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "onnx"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    models.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, old) in models.into_iter().skip(CACHED_MODELS) {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
+/// Refuses exports whose declared input disagrees with `preprocessor_config.json`.
+fn check_input(dtype: &ValueType, [c, h, w]: [usize; 3]) -> anyhow::Result<()> {
+    let (Some(ty), Some(shape)) = (dtype.tensor_type(), dtype.tensor_shape()) else {
+        bail!("the model input is {dtype}, expected an f32 tensor [batch, {c}, {h}, {w}]");
+    };
+    ensure!(
+        ty == ort::value::TensorElementType::Float32,
+        "the model input is {dtype}, expected f32"
+    );
+    ensure!(
+        shape.len() == 4,
+        "model input has rank {}, expected [batch, 3, height, width]",
+        shape.len()
+    );
+    for (axis, (&dim, want)) in shape[1..].iter().zip([c, h, w]).enumerate() {
+        // -1: a dynamic axis, which accepts any size.
+        if dim >= 0 && dim != want as i64 {
+            bail!(
+                "model input is {shape:?} but preprocessing produces [batch, {c}, {h}, {w}] (axis {} differs); check preprocessor_config.json's size",
+                axis + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Engine for OnnxRuntimeEngine {
+    fn name(&self) -> &'static str {
+        "onnxruntime"
+    }
+
+    fn image_shape(&self) -> [usize; 3] {
+        self.image_shape
+    }
+
+    fn num_labels(&self) -> usize {
+        self.num_labels
+    }
+
+    fn run(&self, rows: usize, parts: &[&[u8]]) -> anyhow::Result<Vec<f32>> {
+        let [c, h, w] = self.image_shape;
+        let len = rows * c * h * w;
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        ensure!(
+            bytes % 4 == 0 && bytes / 4 <= len,
+            "{bytes} bytes of images do not fit a tensor of {rows} images"
+        );
+        // The one copy: wasi:nn's little-endian bytes into the tensor's own
+        // f32 storage (moved into onnxruntime below); padding rows stay zero.
+        let mut pixels = vec![0f32; len];
+        let mut at = 0;
+        for part in parts {
+            for (dest, b) in pixels[at..].iter_mut().zip(part.chunks_exact(4)) {
+                *dest = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            at += part.len() / 4;
+        }
+        let input = Tensor::from_array(([rows, c, h, w], pixels))?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session.run(ort::inputs![input])?;
+        let (shape, logits) = outputs[self.logits].try_extract_tensor::<f32>()?;
+        ensure!(
+            **shape == [rows as i64, self.num_labels as i64],
+            "the model returned logits of shape {shape:?}, expected [{rows}, {}]",
+            self.num_labels
+        );
+        Ok(logits.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitrine_component::inference::Classifier;
+
+    /// The wheel's library in the workspace's `.venv`, which ./test.sh installs.
+    fn venv_library() -> Option<PathBuf> {
+        let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+        std::fs::read_dir(lib)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .flat_map(|py| libraries_in(&py.path().join("site-packages/onnxruntime/capi"), "venv"))
+            .filter_map(|c| c.path.ok())
+            .find(|p| p.is_file())
+    }
+
+    fn test_runtime() -> Option<&'static Runtime> {
+        let Some(library) = venv_library() else {
+            eprintln!("SKIPPED: no onnxruntime wheel in .venv; run ./test.sh, which installs it");
+            return None;
+        };
+        Some(runtime(Some(&library)).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// Deterministic pixels in [-1, 1), as little-endian bytes.
+    fn image(seed: u32, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32 * 2.0 - 1.0).to_le_bytes()
+            })
+            .collect()
+    }
+
+    fn floats(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn a_named_library_that_does_not_load_is_an_error_naming_it() {
+        let err = runtime(Some(Path::new("/nonexistent/libonnxruntime.so")))
+            .err()
+            .expect("no library there");
+        let text = err.to_string();
+        assert!(text.contains("/nonexistent/libonnxruntime.so"), "{text}");
+        assert!(text.contains("pip install onnxruntime"), "{text}");
+        assert_eq!(err.tried.len(), 1, "a named path is the only one tried");
+    }
+
+    #[test]
+    fn logits_equal_tracts_direct_and_padded_batch() {
+        let Some(rt) = test_runtime() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = vitrine_modelgen::VitConfig::tiny();
+        vitrine_modelgen::write_model(dir.path(), &config, 0, &mut |_| {}).expect("demo model");
+        let onnx = dir.path().join("model.onnx");
+        let shape = [3, config.image_size, config.image_size];
+        let options = OrtOptions {
+            intra_threads: 2,
+            spinning: false,
+            cache_dir: None,
+        };
+        let engine =
+            OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options).expect("session");
+        assert_eq!(engine.name(), "onnxruntime");
+        let tract = Classifier::from_onnx(
+            &std::fs::read(&onnx).expect("read"),
+            shape[0],
+            shape[1],
+            shape[2],
+            1000,
+        )
+        .expect("tract");
+        let len = shape.iter().product();
+        let (a, b) = (image(1, len), image(2, len));
+        let mut both = floats(&a);
+        both.extend(floats(&b));
+        let reference = tract.run(2, both).expect("tract run");
+        let reference = reference
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(<[f32]>::to_vec))
+            .expect("f32 logits");
+
+        let one = engine.run(1, &[&a]).expect("run one");
+        assert!(max_abs_diff(&one, &reference[..1000]) <= 1e-4);
+        // Three rows from two images: the third is zero padding.
+        let padded = engine.run(3, &[&a, &b]).expect("run batch");
+        assert_eq!(padded.len(), 3000);
+        let diff = max_abs_diff(&padded[..2000], &reference);
+        assert!(diff <= 1e-4, "onnxruntime and tract differ by {diff}");
+        let zero = engine
+            .run(1, &[&vec![0u8; len * 4]])
+            .expect("run zero image");
+        assert!(max_abs_diff(&padded[2000..], &zero) <= 1e-5);
+        // Too many bytes for the rows asked for is refused, not truncated.
+        assert!(engine.run(1, &[&a, &b]).is_err());
+    }
+
+    #[test]
+    fn refuses_a_model_that_disagrees_with_its_configs() {
+        let Some(rt) = test_runtime() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = vitrine_modelgen::VitConfig::tiny();
+        vitrine_modelgen::write_model(dir.path(), &config, 0, &mut |_| {}).expect("demo model");
+        let onnx = dir.path().join("model.onnx");
+        let size = config.image_size;
+        let options = OrtOptions {
+            intra_threads: 1,
+            spinning: false,
+            cache_dir: None,
+        };
+        let err =
+            OnnxRuntimeEngine::load("test", rt, &onnx, [3, size + 16, size + 16], 1000, &options)
+                .err()
+                .expect("wrong image size");
+        assert!(
+            format!("{err:#}").contains("preprocessor_config.json"),
+            "{err:#}"
+        );
+        let err = OnnxRuntimeEngine::load("test", rt, &onnx, [3, size, size], 10, &options)
+            .err()
+            .expect("wrong label count");
+        assert!(format!("{err:#}").contains("id2label"), "{err:#}");
+    }
+}
