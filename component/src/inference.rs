@@ -29,6 +29,7 @@ impl Classifier {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &onnx[..])
             .context("cannot parse model.onnx as ONNX")?;
+        stage("parsed model.onnx");
         check_declared_input(&model, channels, height, width)?;
         let batch = model.symbols.sym("batch_size");
         let shape: TVec<TDim> = tvec![batch.into(), channels.into(), height.into(), width.into()];
@@ -46,6 +47,7 @@ impl Classifier {
         let typed = model
             .into_typed()
             .context("cannot infer the model's shapes; is it a ViT image classifier?")?;
+        stage("typed the model");
         let out = typed.output_fact(0)?.clone();
         let rank_ok = out.rank() == 2;
         let labels_ok = out.shape.last().and_then(|d| d.to_i64().ok()) == Some(num_labels as i64);
@@ -55,6 +57,7 @@ impl Classifier {
             out.shape
         );
         let plan = typed.into_optimized()?.into_runnable()?;
+        stage("optimised the model");
         Ok(Classifier {
             plan,
             channels,
@@ -104,6 +107,12 @@ impl Classifier {
     }
 }
 
+/// Reports a loading stage while pre-initializing (see `preinit`).
+fn stage(_name: &str) {
+    #[cfg(target_arch = "wasm32")]
+    crate::preinit::stage(_name);
+}
+
 /// Starts the `wasi:nn` error data of a host whose batch queue is full; the
 /// component answers it with 503 (see `wit/README.md`). Shared by both sides.
 pub const OVERLOADED_PREFIX: &str = "resource exhausted:";
@@ -149,7 +158,9 @@ impl Engine {
                 ),
             }
         }
-        Classifier::from_onnx(&read_onnx()?, channels, height, width, num_labels).map(Engine::Tract)
+        let onnx = read_onnx()?;
+        stage("read model.onnx");
+        Classifier::from_onnx(&onnx, channels, height, width, num_labels).map(Engine::Tract)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.

@@ -11,6 +11,7 @@
 //! - [`api`]: TF Serving's REST routes, request and reply shapes.
 //! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
 //! - [`service`]: the handler tying them together.
+//! - [`variables`]: settings from Spin's variables or the environment.
 //! - `preinit` (wasm only): the `wizer-initialize` export `vitrine preinit`
 //!   calls to snapshot the component with the model already loaded.
 
@@ -25,6 +26,7 @@ pub mod postprocess;
 mod preinit;
 pub mod preprocess;
 pub mod service;
+pub mod variables;
 
 #[cfg(target_arch = "wasm32")]
 mod wasi_http;

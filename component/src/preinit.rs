@@ -17,7 +17,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 use wasi::filesystem::preopens;
@@ -52,6 +52,12 @@ impl Guest for Preinit {
         ZERO_FREED.store(true, Ordering::SeqCst);
         let result = preload();
         ZERO_FREED.store(false, Ordering::SeqCst);
+        // What the snapshot will hold: the heap still in use, not its peak.
+        eprintln!(
+            "vitrine: model loaded: {} MB in use on the heap (peak {} MB while loading)",
+            LIVE.load(Ordering::Relaxed) >> 20,
+            PEAK.load(Ordering::Relaxed) >> 20
+        );
         match result {
             Ok(p) => {
                 if let Ok(mut slot) = PRELOADED.lock() {
@@ -109,6 +115,30 @@ fn read_file(dir: &Descriptor, name: &str) -> anyhow::Result<Vec<u8>> {
 /// Set while pre-initializing: see the module docs.
 static ZERO_FREED: AtomicBool = AtomicBool::new(false);
 
+/// Heap bytes allocated and not freed, and their highest value.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// While pre-initializing, reports that loading reached `stage` and the heap
+/// then in use: progress, and where the snapshot's bytes come from.
+pub fn stage(stage: &str) {
+    if ZERO_FREED.load(Ordering::Relaxed) {
+        eprintln!(
+            "vitrine: pre-initializing: {stage} ({} MB in use on the heap)",
+            LIVE.load(Ordering::Relaxed) >> 20
+        );
+    }
+}
+
+fn count_alloc(size: usize) {
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+fn count_free(size: usize) {
+    LIVE.fetch_sub(size, Ordering::Relaxed);
+}
+
 /// The system allocator, zeroing what is freed while [`ZERO_FREED`] is set.
 struct ZeroFreed;
 
@@ -116,29 +146,44 @@ struct ZeroFreed;
 // freed, which the caller still owns.
 unsafe impl GlobalAlloc for ZeroFreed {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            count_alloc(layout.size());
+        }
+        ptr
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count_alloc(layout.size());
+        }
+        ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ZERO_FREED.load(Ordering::Relaxed) {
             unsafe { ptr.write_bytes(0, layout.size()) };
         }
+        count_free(layout.size());
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if !ZERO_FREED.load(Ordering::Relaxed) {
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            let new = unsafe { System.realloc(ptr, layout, new_size) };
+            if !new.is_null() {
+                count_free(layout.size());
+                count_alloc(new_size);
+            }
+            return new;
         }
         // Moving by hand so the old block can be zeroed.
         // SAFETY: the caller guarantees `new_size` is valid for `layout`'s alignment.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         let new = unsafe { System.alloc(new_layout) };
         if !new.is_null() {
+            count_alloc(new_size);
             unsafe {
                 std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
                 self.dealloc(ptr, layout);

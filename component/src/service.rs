@@ -34,7 +34,14 @@ impl ServiceConfig {
     /// (default 1) and `VITRINE_MODEL_DIR` (default `/model`), so the same
     /// component runs under our host, `wasmtime serve --env` and Spin.
     pub fn from_env() -> ServiceConfig {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        ServiceConfig::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`ServiceConfig::from_env`], with the variables `lookup` gives by
+    /// their environment names (Spin's variables, under the `spin-variables`
+    /// build).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> ServiceConfig {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
         ServiceConfig {
             model_name: var("VITRINE_MODEL_NAME").unwrap_or_else(|| "hf-vit".into()),
             version: var("VITRINE_MODEL_VERSION")
@@ -44,8 +51,8 @@ impl ServiceConfig {
                 .unwrap_or_else(|| "/model".into())
                 .into(),
             // VITRINE_MAX_INSTANCES, _MAX_JSON_DEPTH, _MAX_IMAGE_PIXELS, _MAX_IMAGE_DIMENSION.
-            request_limits: RequestLimits::from_env(),
-            decode_limits: DecodeLimits::from_env(),
+            request_limits: RequestLimits::from_vars(&lookup),
+            decode_limits: DecodeLimits::from_vars(&lookup),
         }
     }
 }
@@ -193,6 +200,15 @@ pub struct Service {
 /// path's model is shared, so one instance's inference warms it for all.
 pub const WARMUP_PATH: &str = "/vitrine/warmup";
 
+/// Liveness: the component answers at all. Under the `vitrine` host the host
+/// answers it itself and never forwards it.
+pub const HEALTHZ_PATH: &str = "/healthz";
+
+/// Readiness: 200 once the model is in memory, loading it first if it is
+/// not (a pre-initialized component has it already, so the probe is cheap);
+/// 503 `{"error"}` when it does not load.
+pub const READYZ_PATH: &str = "/readyz";
+
 impl Service {
     pub fn new(config: ServiceConfig) -> Service {
         Service {
@@ -250,7 +266,9 @@ impl Service {
         header_length: Option<usize>,
         body: &[u8],
     ) -> Reply {
-        let result = if path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?") {
+        let result = if let Some(probe) = self.probe(method, path) {
+            probe
+        } else if path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?") {
             kserve::handle(self, method, path, header_length, body)
         } else {
             self.route(method, path, body)
@@ -259,6 +277,32 @@ impl Service {
             Ok(reply) => reply,
             Err(e) => e.into(),
         }
+    }
+
+    /// `/healthz` and `/readyz`, or `None` for any other path.
+    fn probe(&self, method: &str, path: &str) -> Option<Result<Reply, ApiError>> {
+        let path = path.split('?').next().unwrap_or_default();
+        if path != HEALTHZ_PATH && path != READYZ_PATH {
+            return None;
+        }
+        if method != "GET" {
+            return Some(Err(ApiError::method_not_allowed(format!(
+                "use GET for {path}"
+            ))));
+        }
+        if path == HEALTHZ_PATH {
+            return Some(Ok(ok(br#"{"status":"ok"}"#.to_vec())));
+        }
+        Some(self.model().map(|_| {
+            ok(serde_json::json!({
+                "status": "ready",
+                "model": self.config.model_name,
+                "version": self.config.version.to_string(),
+                "preinitialized": self.preinitialized,
+            })
+            .to_string()
+            .into_bytes())
+        }))
     }
 
     fn route(&self, method: &str, path: &str, body: &[u8]) -> Result<Reply, ApiError> {

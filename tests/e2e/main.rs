@@ -17,3 +17,4 @@ mod predict;
 mod preinit;
 mod shutdown;
 mod slow_clients;
+mod wasmtime_serve;
