@@ -25,5 +25,23 @@ if ! .venv/bin/python -c 'import tensorflow_serving.apis' 2>/dev/null; then
     .venv/bin/pip install --disable-pip-version-check --progress-bar off --no-deps tensorflow-serving-api
 fi
 
+# wasmtime-cli for the `wasmtime serve` tests (tests/e2e/wasmtime_serve.rs),
+# built from crates.io with only what `serve` needs. A tool cache, not part of
+# the build: kept in $VITRINE_TOOLS_DIR between runs, so only a cold machine
+# pays the build (about 9 minutes on 2 cores).
+WASMTIME_VERSION=48.0.8
+tools="${VITRINE_TOOLS_DIR:-$HOME/.cache/vitrine-tools}"
+if ! "$tools/bin/wasmtime" --version 2>/dev/null | grep -qx "wasmtime $WASMTIME_VERSION.*"; then
+    step "installing wasmtime-cli $WASMTIME_VERSION into $tools for the wasmtime serve tests (about 9 minutes on 2 cores, once)"
+    # Its own target folder: the cargo lock of the project's build is not held,
+    # and the project's CARGO_TARGET_DIR stays free of wasmtime-cli's crates.
+    CARGO_TARGET_DIR="$tools/target" cargo install --locked wasmtime-cli --version "$WASMTIME_VERSION" \
+        --no-default-features \
+        --features serve,run,cranelift,cache,pooling-allocator,parallel-compilation,component-model,component-model-async \
+        --root "$tools"
+    rm -rf "$tools/target"
+fi
+export VITRINE_WASMTIME="$tools/bin/wasmtime"
+
 step "building and running the tests (a cold build of wasmtime and tract takes about 25 minutes on 2 cores)"
 cargo test --release --workspace "$@"

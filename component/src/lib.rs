@@ -13,18 +13,24 @@
 //! - [`postprocess`]: softmax, top-k and labels.
 //! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
 //! - [`service`]: the handler tying them together, REST and v2.
+//! - [`variables`]: settings from Spin's variables or the environment.
+//! - `heap` (wasm only): the allocator, counting bytes in use and zeroing
+//!   what is freed while pre-initializing.
 //! - `preinit` (wasm only): the `wizer-initialize` export `vitrine preinit`
 //!   calls to snapshot the component with the model already loaded.
 //! - `wasi_http` (wasm only): adapts [`service`] to `wasi:http` through spin-sdk.
 //!
 //! Imports run one way (no module imports one that imports it back): `api`,
-//! `config`, `inference` and `postprocess` import no other module;
+//! `config`, `postprocess`, `heap` and `variables` import no other module;
+//! `inference` imports only `heap`;
 //! `preprocess` imports `api` and `config`; `kserve` imports `api`; `service`
 //! imports all of these; `preinit` imports `service`; `wasi_http` imports
-//! `service`, `preinit`, `api` and `kserve`.
+//! `service`, `preinit`, `variables`, `api` and `kserve`.
 
 pub mod api;
 pub mod config;
+#[cfg(target_arch = "wasm32")]
+mod heap;
 pub mod inference;
 pub mod kserve;
 pub mod postprocess;
@@ -32,6 +38,7 @@ pub mod postprocess;
 mod preinit;
 pub mod preprocess;
 pub mod service;
+pub mod variables;
 
 #[cfg(target_arch = "wasm32")]
 mod wasi_http;

@@ -11,13 +11,11 @@
 //! - The files are read through `wasi:filesystem` directly and every handle
 //!   is dropped before returning. wasi-libc would cache its preopen handles in
 //!   memory, and those handles do not exist in a later instance.
-//! - While loading, freed memory is zeroed ([`ZeroFreed`]): the snapshot
+//! - While loading, freed memory is zeroed (`crate::heap`): the snapshot
 //!   skips zero pages, so the ONNX bytes and tract's intermediate graphs,
 //!   freed once the plan is optimised, do not end up in the component.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use wasi::filesystem::preopens;
@@ -49,9 +47,16 @@ struct Preinit;
 
 impl Guest for Preinit {
     fn wizer_initialize() {
-        ZERO_FREED.store(true, Ordering::SeqCst);
+        crate::heap::zero_freed(true);
         let result = preload();
-        ZERO_FREED.store(false, Ordering::SeqCst);
+        crate::heap::zero_freed(false);
+        // What the snapshot will hold: the heap still in use, not its peak.
+        let (live, peak) = crate::heap::in_use();
+        eprintln!(
+            "vitrine: model loaded: {} MB in use on the heap (peak {} MB while loading)",
+            live >> 20,
+            peak >> 20
+        );
         match result {
             Ok(p) => {
                 if let Ok(mut slot) = PRELOADED.lock() {
@@ -105,48 +110,3 @@ fn read_file(dir: &Descriptor, name: &str) -> anyhow::Result<Vec<u8>> {
         }
     }
 }
-
-/// Set while pre-initializing: see the module docs.
-static ZERO_FREED: AtomicBool = AtomicBool::new(false);
-
-/// The system allocator, zeroing what is freed while [`ZERO_FREED`] is set.
-struct ZeroFreed;
-
-// SAFETY: every call goes to `System`; zeroing writes only to the block being
-// freed, which the caller still owns.
-unsafe impl GlobalAlloc for ZeroFreed {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ZERO_FREED.load(Ordering::Relaxed) {
-            unsafe { ptr.write_bytes(0, layout.size()) };
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !ZERO_FREED.load(Ordering::Relaxed) {
-            return unsafe { System.realloc(ptr, layout, new_size) };
-        }
-        // Moving by hand so the old block can be zeroed.
-        // SAFETY: the caller guarantees `new_size` is valid for `layout`'s alignment.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let new = unsafe { System.alloc(new_layout) };
-        if !new.is_null() {
-            unsafe {
-                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: ZeroFreed = ZeroFreed;

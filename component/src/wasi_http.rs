@@ -15,7 +15,7 @@ use crate::service::{BATCH_SIZE_HEADER, Service, ServiceConfig};
 fn service() -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();
     SERVICE.get_or_init(|| {
-        let config = ServiceConfig::from_env();
+        let config = ServiceConfig::from_vars(crate::variables::lookup);
         match crate::preinit::take() {
             Some(p) => Service::with_model(config, p.model_name, p.version, p.model),
             None => Service::new(config),

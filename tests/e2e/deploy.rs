@@ -239,6 +239,35 @@ fn deploy_manifests_render_and_validate_against_kubernetes_schemas() {
             );
         }
     }
+    // The model is inside the pre-initialized component: nothing to mount.
+    assert!(app["spec"].get("volumes").is_none(), "{app}");
+    assert!(app["spec"].get("volumeMounts").is_none(), "{app}");
+    // The component's own probes (tests/e2e/wasmtime_serve.rs runs them).
+    use vitrine_component::service::{HEALTHZ_PATH, READYZ_PATH};
+    let checks = &app["spec"]["checks"];
+    assert_eq!(checks["readiness"]["httpGet"]["path"], READYZ_PATH);
+    assert_eq!(checks["liveness"]["httpGet"]["path"], HEALTHZ_PATH);
+    // Every variable it sets is one spin.toml declares.
+    let spin = run_validator(
+        &[
+            "spin",
+            workspace_root()
+                .join("spin.toml")
+                .to_str()
+                .expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let variables = app["spec"]["variables"].as_array().expect("variables");
+    assert!(!variables.is_empty(), "the SpinApp sets the request limits");
+    for v in variables {
+        let name = v["name"].as_str().expect("variable name");
+        assert!(
+            spin["variables"].get(name).is_some(),
+            "SpinApp variable {name} is not in spin.toml's [variables]"
+        );
+        assert!(v["value"].is_string(), "{v}");
+    }
 }
 
 #[test]
@@ -545,7 +574,8 @@ fn deploy_probe_paths_answer_200_on_a_ready_server() {
                 .to_string()
         })
         .collect();
-    // SpinKube's readiness check asks the component for the model's status.
+    // SpinKube's checks use the same paths, answered there by the component
+    // itself (tests/e2e/wasmtime_serve.rs).
     let app = one(&rendered["spinkube"], "SpinApp", "spinkube");
     for check in ["readiness", "liveness"] {
         if let Some(p) = app["spec"]["checks"][check]["httpGet"]["path"].as_str() {
@@ -565,10 +595,12 @@ fn deploy_spin_manifest_sources_are_what_the_build_commands_write() {
         &["spin", root.join("spin.toml").to_str().expect("utf-8 path")],
         &[],
     );
-    let routes = spin["routes"].as_array().expect("routes");
-    for route in ["/v1/...", "/v2/..."] {
-        assert!(routes.contains(&route.into()), "spin.toml routes {route}");
-    }
+    // One route: the component answers /v1, /v2, the probes, and 404s the rest.
+    assert_eq!(
+        spin["routes"],
+        serde_json::json!(["/..."]),
+        "spin.toml routes"
+    );
     let components = spin["components"].as_object().expect("components");
     assert!(!components.is_empty(), "spin.toml has components");
     for (id, c) in components {
@@ -579,11 +611,30 @@ fn deploy_spin_manifest_sources_are_what_the_build_commands_write() {
             .iter()
             .filter_map(|a| a.as_str())
             .collect();
-        // Spin provides no wasi:nn: the build must not import it.
-        assert!(
-            !argv.iter().any(|a| a.starts_with("--features")),
-            "{id}: {argv:?}"
-        );
+        // Spin provides no wasi:nn: the build must not import it. It reads
+        // the limits from Spin's variables, which spin.toml declares.
+        let features: Vec<&str> = argv
+            .iter()
+            .filter_map(|a| a.strip_prefix("--features="))
+            .flat_map(|f| f.split(','))
+            .collect();
+        assert_eq!(features, ["spin-variables"], "{id}: {argv:?}");
+        for var in [
+            "max_instances",
+            "max_json_depth",
+            "max_image_pixels",
+            "max_image_dimension",
+        ] {
+            assert_eq!(
+                c["variables"][var],
+                format!("{{{{ {var} }}}}"),
+                "{id}: component variable {var} from the application's"
+            );
+            assert!(
+                spin["variables"][var].is_object(),
+                "spin.toml declares [variables] {var}"
+            );
+        }
         let Some(preinit) = built["preinit_args"].as_array() else {
             // A plain build loads the model per instance from a mounted folder.
             let dir = c["environment"]["VITRINE_MODEL_DIR"]
@@ -605,7 +656,7 @@ fn deploy_spin_manifest_sources_are_what_the_build_commands_write() {
         while let Some(arg) = it.next() {
             // The paths this machine has in place of the manifest's.
             let local = match arg {
-                "--component" => spin_component(),
+                "--component" => spin_variables_component(),
                 "--model" => tiny_version(0),
                 "--out" => out.path().join("c.wasm"),
                 other => {

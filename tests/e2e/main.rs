@@ -23,3 +23,4 @@ mod slow_clients;
 mod zoo;
 mod swap_memory;
 mod swap_storm;
+mod wasmtime_serve;

@@ -648,6 +648,16 @@ pub fn spin_component() -> PathBuf {
         .clone()
 }
 
+/// The build spin.toml's first step makes: [`spin_component`] that also reads
+/// the limits from Spin's variables, so it imports `fermyon:spin/variables`,
+/// which only Spin provides.
+pub fn spin_variables_component() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_component("spin-variables", &["spin-variables"], &[]))
+        .clone()
+}
+
 /// `concurrency` gRPC Predicts of the blog's image at once, through
 /// `tests/clients/grpc_client.py`; `codes` holds each call's status code
 /// and message.

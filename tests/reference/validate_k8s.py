@@ -18,6 +18,7 @@ Exit status 1 with the problems on stderr when anything is invalid.
 import argparse
 import json
 import pathlib
+import re
 import shlex
 import sys
 import tomllib
@@ -163,12 +164,17 @@ def check_spin(args):
         routes.append(trigger.get("route"))
         if trigger.get("component") not in components:
             problems.append(f"trigger {trigger.get('route')!r} names no defined component")
+    app_vars = manifest.get("variables", {})
+    for name, decl in app_vars.items():
+        if not isinstance(decl, dict) or ("default" in decl) == bool(decl.get("required")):
+            problems.append(f"variable {name}: needs exactly one of a default or required = true")
     found = {}
     for cid, comp in components.items():
         info = {
             "source": comp.get("source"),
             "files": comp.get("files", []),
             "environment": comp.get("environment", {}),
+            "variables": comp.get("variables", {}),
         }
         build = comp.get("build", {})
         if not isinstance(comp.get("source"), str):
@@ -201,13 +207,18 @@ def check_spin(args):
                     kinds = tomllib.loads(crate.read_text()).get("lib", {}).get("crate-type", [])
                     if "cdylib" not in kinds:
                         problems.append(f"component {cid}: {crate} builds no cdylib, so no .wasm")
+            for var, template in comp.get("variables", {}).items():
+                for used in re.findall(r"\{\{\s*([a-z0-9_]+)\s*\}\}", str(template)):
+                    if used not in app_vars:
+                        problems.append(f"component {cid}: variable {var} uses undeclared {used}")
             for w in build.get("watch", []):
                 if not any(root.glob(w)):
                     problems.append(f"component {cid}: watch pattern {w!r} matches nothing")
         found[cid] = info
     if problems:
         fail(problems)
-    json.dump({"name": manifest["application"]["name"], "routes": routes, "components": found},
+    json.dump({"name": manifest["application"]["name"], "routes": routes, "components": found,
+               "variables": app_vars},
               sys.stdout)
 
 

@@ -36,7 +36,9 @@ impl Engine {
                 ),
             }
         }
-        Classifier::from_onnx(&read_onnx()?, channels, height, width, num_labels).map(Engine::Tract)
+        let onnx = read_onnx()?;
+        super::classifier::stage("read model.onnx");
+        Classifier::from_onnx(&onnx, channels, height, width, num_labels).map(Engine::Tract)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.

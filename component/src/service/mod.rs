@@ -19,4 +19,4 @@ mod v2;
 pub use self::instance::Service;
 pub use self::model::{LoadedModel, ServiceConfig};
 pub use self::reply::{BATCH_SIZE_HEADER, Reply};
-pub use self::rest::WARMUP_PATH;
+pub use self::rest::{HEALTHZ_PATH, READYZ_PATH, WARMUP_PATH};

@@ -28,7 +28,14 @@ impl ServiceConfig {
     /// (default 1) and `VITRINE_MODEL_DIR` (default `/model`), so the same
     /// component runs under our host, `wasmtime serve --env` and Spin.
     pub fn from_env() -> ServiceConfig {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        ServiceConfig::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`ServiceConfig::from_env`], with the variables `lookup` gives by
+    /// their environment names (Spin's variables, under the `spin-variables`
+    /// build).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> ServiceConfig {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
         ServiceConfig {
             model_name: var("VITRINE_MODEL_NAME").unwrap_or_else(|| "hf-vit".into()),
             version: var("VITRINE_MODEL_VERSION")
@@ -38,8 +45,8 @@ impl ServiceConfig {
                 .unwrap_or_else(|| "/model".into())
                 .into(),
             // VITRINE_MAX_INSTANCES, _MAX_JSON_DEPTH, _MAX_IMAGE_PIXELS, _MAX_IMAGE_DIMENSION.
-            request_limits: RequestLimits::from_env(),
-            decode_limits: DecodeLimits::from_env(),
+            request_limits: RequestLimits::from_vars(&lookup),
+            decode_limits: DecodeLimits::from_vars(&lookup),
         }
     }
 }

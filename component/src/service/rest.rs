@@ -12,6 +12,15 @@ use super::v2;
 /// path's model is shared, so one instance's inference warms it for all.
 pub const WARMUP_PATH: &str = "/vitrine/warmup";
 
+/// Liveness: the component answers at all. Under the `vitrine` host the host
+/// answers it itself and never forwards it.
+pub const HEALTHZ_PATH: &str = "/healthz";
+
+/// Readiness: 200 once the model is in memory, loading it first if it is
+/// not (a pre-initialized component has it already, so the probe is cheap);
+/// 503 `{"error"}` when it does not load.
+pub const READYZ_PATH: &str = "/readyz";
+
 impl Service {
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Reply {
         self.respond(method, path, None, body)
@@ -26,7 +35,9 @@ impl Service {
         header_length: Option<usize>,
         body: &[u8],
     ) -> Reply {
-        let result = if path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?") {
+        let result = if let Some(probe) = self.probe(method, path) {
+            probe
+        } else if path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?") {
             v2::handle(self, method, path, header_length, body)
         } else {
             self.route(method, path, body)
@@ -35,6 +46,32 @@ impl Service {
             Ok(reply) => reply,
             Err(e) => e.into(),
         }
+    }
+
+    /// `/healthz` and `/readyz`, or `None` for any other path.
+    fn probe(&self, method: &str, path: &str) -> Option<Result<Reply, ApiError>> {
+        let path = path.split('?').next().unwrap_or_default();
+        if path != HEALTHZ_PATH && path != READYZ_PATH {
+            return None;
+        }
+        if method != "GET" {
+            return Some(Err(ApiError::method_not_allowed(format!(
+                "use GET for {path}"
+            ))));
+        }
+        if path == HEALTHZ_PATH {
+            return Some(Ok(ok(br#"{"status":"ok"}"#.to_vec())));
+        }
+        Some(self.model().map(|_| {
+            ok(serde_json::json!({
+                "status": "ready",
+                "model": self.config.model_name,
+                "version": self.config.version.to_string(),
+                "preinitialized": self.preinitialized,
+            })
+            .to_string()
+            .into_bytes())
+        }))
     }
 
     fn route(&self, method: &str, path: &str, body: &[u8]) -> Result<Reply, ApiError> {
