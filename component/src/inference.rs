@@ -1,13 +1,21 @@
 //! Runs a ViT ONNX export: in the guest with tract, or through `wasi:nn` on
 //! the host when the host offers the graph.
 
+#[cfg(feature = "tract")]
 use std::sync::Arc;
 
+#[cfg(feature = "tract")]
 use anyhow::{Context, bail, ensure};
+#[cfg(feature = "tract")]
 use tract_onnx::prelude::*;
+#[cfg(feature = "tract")]
 use tract_onnx::tract_hir::infer::Factoid;
 
+#[cfg(not(any(feature = "tract", all(target_arch = "wasm32", feature = "wasi-nn"))))]
+compile_error!("vitrine-component runs no model without `tract` or, on wasm32, `wasi-nn`");
+
 /// An optimised, runnable image classifier with a dynamic batch dimension.
+#[cfg(feature = "tract")]
 pub struct Classifier {
     plan: Arc<TypedRunnableModel>,
     pub channels: usize,
@@ -16,6 +24,7 @@ pub struct Classifier {
     pub num_labels: usize,
 }
 
+#[cfg(feature = "tract")]
 impl Classifier {
     /// Parses a `model.onnx`, fixes its input to f32 `[batch, channels, height, width]`
     /// (batch symbolic) and optimises it.
@@ -119,6 +128,7 @@ pub enum InferenceError {
 /// Where the model runs.
 pub enum Engine {
     /// tract inside this component: portable, single-threaded in wasm.
+    #[cfg(feature = "tract")]
     Tract(Classifier),
     /// The host's native backend, through `wasi:nn`.
     #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
@@ -149,12 +159,13 @@ impl Engine {
                 ),
             }
         }
-        Classifier::from_onnx(&read_onnx()?, channels, height, width, num_labels).map(Engine::Tract)
+        guest_engine(read_onnx, channels, height, width, num_labels)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.
     pub fn run(&self, n: usize, pixels: Vec<f32>) -> Result<Vec<f32>, InferenceError> {
         match self {
+            #[cfg(feature = "tract")]
             Engine::Tract(c) => {
                 let logits = c
                     .run(n, pixels)
@@ -172,6 +183,7 @@ impl Engine {
     /// Where the model runs, as reported in metadata.
     pub fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "tract")]
             Engine::Tract(_) => "guest",
             #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
             Engine::Host(_) => "host",
@@ -179,7 +191,37 @@ impl Engine {
     }
 }
 
+/// The model loaded into this component, with tract.
+#[cfg(feature = "tract")]
+fn guest_engine(
+    read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    channels: usize,
+    height: usize,
+    width: usize,
+    num_labels: usize,
+) -> anyhow::Result<Engine> {
+    Classifier::from_onnx(&read_onnx()?, channels, height, width, num_labels).map(Engine::Tract)
+}
+
+/// A host-path build has no engine of its own: says which component to use.
+#[cfg(not(feature = "tract"))]
+fn guest_engine(
+    _read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    _channels: usize,
+    _height: usize,
+    _width: usize,
+    _num_labels: usize,
+) -> anyhow::Result<Engine> {
+    anyhow::bail!(
+        "this component is a host-path build without tract (as in the container image): it \
+         runs the model only through the host's wasi:nn, which vitrine lends with \
+         --inference=host; for --inference=guest pass the full component with --component \
+         (cargo build --release --target wasm32-wasip2 -p vitrine-component --features wasi-nn)"
+    )
+}
+
 /// Refuses exports whose declared input disagrees with `preprocessor_config.json`.
+#[cfg(feature = "tract")]
 fn check_declared_input(
     model: &InferenceModel,
     channels: usize,

@@ -8,6 +8,7 @@ mod budgets;
 mod deploy;
 mod errors;
 mod grpc;
+mod image;
 mod kserve;
 mod lifecycle;
 mod metrics;
