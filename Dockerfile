@@ -9,8 +9,8 @@
 #   docker build --build-arg MODEL=none -t vitrine .     # no model: mount one at /models
 #
 # The precompiled component is only used on a CPU with the features of the
-# machine that ran `docker build`; elsewhere vitrine cannot start from it and
-# says so. See DEPLOY.md ("The image").
+# machine that ran `docker build`; elsewhere vitrine compiles the (embedded,
+# 1.3 MB) component again at start, in memory, with a warning. See DEPLOY.md.
 #
 # ./image.sh builds this same file with podman and no registry: it passes
 # BUILDER and RUNTIME bases it makes itself (debootstrap) and BINARY=context.

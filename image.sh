@@ -21,6 +21,9 @@ cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nimage.sh: %s\n' "$*" >&2; exit 1; }
+# Exit status 3: containers cannot run on this machine (./test.sh then says
+# SKIPPED outside CI); any other failure is 1.
+cannot_run() { printf '\nimage.sh: %s\n' "$*" >&2; exit 3; }
 
 build_only=false
 in_container=false
@@ -43,10 +46,10 @@ elapsed() { echo "$(( $(date +%s) - started )) s"; }
 # --- podman -----------------------------------------------------------------
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
     step "installing podman and runc (apt-get)"
-    [ "$(id -u)" = 0 ] || die "podman is missing and installing it needs root: run 'sudo apt-get install -y podman runc debootstrap', then ./image.sh again"
+    [ "$(id -u)" = 0 ] || cannot_run "podman is missing and installing it needs root: run 'sudo apt-get install -y podman runc debootstrap', then ./image.sh again"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null \
-        || die "apt-get could not install podman, runc and debootstrap; install them by hand and run ./image.sh again"
+        || cannot_run "apt-get could not install podman, runc and debootstrap; install them by hand and run ./image.sh again"
 fi
 command -v debootstrap >/dev/null || {
     step "installing debootstrap (apt-get)"
@@ -68,7 +71,7 @@ fi
 # crun fails on hybrid cgroup layouts; runc works.
 podman=(podman --runtime runc)
 "${podman[@]}" info >/dev/null 2>&1 \
-    || die "podman cannot run here ('podman --runtime runc info' fails); run it to see why"
+    || cannot_run "podman cannot run here ('podman --runtime runc info' fails); run it to see why"
 
 # --- base images, without a registry ----------------------------------------
 if ! podman image exists "$builder_base"; then

@@ -4,9 +4,8 @@
 #   --features wasi-nn`: no tract inside, it decodes, preprocesses and
 #   postprocesses; the host runs the model through wasi:nn), its name section
 #   stripped;
-# - vitrine: the host without default features (no `vitrine preinit`, no
-#   embedded component: it serves the component's `.cwasm` the image
-#   precompiles), stripped.
+# - vitrine: the host without default features (no `vitrine preinit`), with
+#   that component embedded, stripped.
 # The Dockerfile's builder stage runs it; ./image.sh runs it on the CI machine
 # and hands the result to the Dockerfile (`--build-arg BINARY=context`), so a
 # CI run reuses its warm build cache instead of building wasmtime and tract
