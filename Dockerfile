@@ -51,18 +51,19 @@ COPY .image/vitrine .image/vitrine_component.wasm /build/
 
 FROM binary-${BINARY} AS binary
 
-FROM ${BUILDER} AS onnxruntime-none
-RUN mkdir -p /onnxruntime
-
-FROM ${BUILDER} AS onnxruntime-wheel
+FROM ${BUILDER} AS onnxruntime
+ARG ONNXRUNTIME
 ARG ONNXRUNTIME_VERSION
-RUN apt-get update && apt-get install -y --no-install-recommends python3-pip \
-    && pip download --no-deps --only-binary=:all: --dest /wheel "onnxruntime==${ONNXRUNTIME_VERSION}" \
-    && python3 -m zipfile -e /wheel/onnxruntime-*.whl /wheel/x \
-    && mkdir -p /onnxruntime && cp -L /wheel/x/onnxruntime/capi/libonnxruntime.so.* /onnxruntime/ \
-    && rm -rf /wheel /var/lib/apt/lists/*
-
-FROM onnxruntime-${ONNXRUNTIME} AS onnxruntime
+RUN mkdir -p /onnxruntime \
+    && if [ "$ONNXRUNTIME" = wheel ]; then \
+        apt-get update && apt-get install -y --no-install-recommends python3-pip \
+        && pip download --no-deps --only-binary=:all: --dest /wheel "onnxruntime==${ONNXRUNTIME_VERSION}" \
+        && python3 -m zipfile -e /wheel/onnxruntime-*.whl /wheel/x \
+        && cp -L /wheel/x/onnxruntime/capi/libonnxruntime.so.* /onnxruntime/ \
+        && rm -rf /wheel /var/lib/apt/lists/*; \
+    elif [ "$ONNXRUNTIME" != none ]; then \
+        echo "ONNXRUNTIME must be none or wheel, not $ONNXRUNTIME" >&2; exit 1; \
+    fi
 
 # Everything the runtime stage copies, laid out under /rootfs.
 FROM binary AS builder
@@ -76,7 +77,7 @@ RUN mkdir -p /rootfs/cache \
 # paths ldd resolves them to.
 RUN set -eu; \
     for lib in $(ldd /build/vitrine /rootfs/usr/lib/onnxruntime/*.so* 2>/dev/null \
-            | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u); do \
+            | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $1 !~ /:$/ { print $1 }' | sort -u); do \
         mkdir -p "/rootfs/libs$(dirname "$lib")" && cp -L "$lib" "/rootfs/libs$lib"; \
     done; \
     ls -lR /rootfs/libs
