@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// The image built with `MODEL=none` may not grow past this (MB = 10^6
-/// bytes, as `podman images` counts). Measured: see DEPLOY.md, "The image".
-const SIZE_BOUND_MB: u64 = 60;
+/// bytes, as `podman images` counts): about 70 MB expected, see DEPLOY.md,
+/// "The image". Lower it to what ./image.sh prints once it has run.
+const SIZE_BOUND_MB: u64 = 72;
 
 /// The image to check, or `None` (after saying SKIPPED) where it cannot be.
 fn image_under_test() -> Option<String> {
@@ -67,29 +68,41 @@ struct Container {
 
 impl Container {
     /// `podman run` of `image` as a pod would run it, with the tiny demo
-    /// model mounted read-only where the blog's arguments look for it.
+    /// model mounted read-only where the blog's arguments look for it, and
+    /// waits until it is ready.
     fn start(image: &str) -> Container {
-        let (rest, grpc) = (free_port(), free_port());
-        let name = format!("vitrine-check-{}", std::process::id());
-        let _ = podman(&["rm", "-f", &name]);
-        let model = tiny_repo();
-        podman_ok(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--read-only",
-            "-p",
-            &format!("127.0.0.1:{rest}:8501"),
-            "-p",
-            &format!("127.0.0.1:{grpc}:8500"),
-            "-v",
-            &format!("{}:/models/hf-vit:ro", model.display()),
-            image,
-        ]);
-        let container = Container { name, rest, grpc };
+        let container = Container::run(image, "serve", &[]);
         container.wait_ready();
         container
+    }
+
+    /// Like [`Container::start`] without waiting; `args` replace the image's
+    /// `CMD` (the blog's arguments) when not empty.
+    fn run(image: &str, role: &str, args: &[&str]) -> Container {
+        let (rest, grpc) = (free_port(), free_port());
+        let name = format!("vitrine-check-{role}-{}", std::process::id());
+        let _ = podman(&["rm", "-f", &name]);
+        let model = tiny_repo();
+        podman_ok(
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--read-only",
+                "-p",
+                &format!("127.0.0.1:{rest}:8501"),
+                "-p",
+                &format!("127.0.0.1:{grpc}:8500"),
+                "-v",
+                &format!("{}:/models/hf-vit:ro", model.display()),
+                image,
+            ]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>(),
+        );
+        Container { name, rest, grpc }
     }
 
     fn url(&self, path: &str) -> String {
@@ -268,6 +281,44 @@ fn container_serves_locked_down_and_drains_on_stop() {
     let logs = container.logs();
     assert_eq!(container.inspect("{{.State.ExitCode}}"), "0", "{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
+}
+
+/// The image carries the host-path component only: `--inference=guest`
+/// cannot load a model, and the version's status says how to get the full one.
+#[test]
+fn guest_inference_in_the_image_says_to_pass_the_full_component() {
+    let Some(image) = image_under_test() else {
+        return;
+    };
+    let args = [
+        "--rest_api_port=8501",
+        "--model_name=hf-vit",
+        "--model_base_path=/models/hf-vit",
+        "--inference=guest",
+    ];
+    let container = Container::run(&image, "guest", &args);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no load failure within 5 minutes:\n{}",
+            container.logs()
+        );
+        if let Ok(r) = client().get(container.url("/v1/models/hf-vit")).send()
+            && let Ok(body) = r.json::<Value>()
+            && body["model_version_status"][0]["state"] == "END"
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let message = status["model_version_status"][0]["status"]["error_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("without tract") && message.contains("--component"),
+        "{status}"
+    );
 }
 
 #[test]
