@@ -43,5 +43,21 @@ if ! "$tools/bin/wasmtime" --version 2>/dev/null | grep -qx "wasmtime $WASMTIME_
 fi
 export VITRINE_WASMTIME="$tools/bin/wasmtime"
 
+# The container image, from ./Dockerfile with podman (installed if missing);
+# tests/e2e/image.rs runs it with the suite. Where containers cannot run,
+# the checks say SKIPPED; in CI (CI=true) that is a failure.
+step "building the container image (./image.sh --build-only)"
+image_rc=0
+./image.sh --build-only || image_rc=$?
+if [ "$image_rc" = 0 ]; then
+    export VITRINE_IMAGE="${VITRINE_IMAGE:-localhost/vitrine:ci}"
+elif [ "$image_rc" = 3 ] && [ "${CI:-}" != true ]; then
+    echo "SKIPPED: container checks: containers cannot run here (./image.sh said why above)" >&2
+    unset VITRINE_IMAGE
+else
+    echo "test.sh: ./image.sh --build-only failed (exit $image_rc); see above" >&2
+    exit 1
+fi
+
 step "building and running the tests (a cold build of wasmtime and tract takes about 25 minutes on 2 cores)"
 cargo test --release --workspace "$@"

@@ -11,6 +11,7 @@ mod disk_faults;
 mod errors;
 mod grpc;
 mod grpc_slow_clients;
+mod image;
 mod kserve;
 mod lifecycle;
 mod metrics;

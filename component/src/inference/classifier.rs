@@ -29,7 +29,7 @@ impl Classifier {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &onnx[..])
             .context("cannot parse model.onnx as ONNX")?;
-        stage("parsed model.onnx");
+        super::stage("parsed model.onnx");
         check_declared_input(&model, channels, height, width)?;
         let batch = model.symbols.sym("batch_size");
         let shape: TVec<TDim> = tvec![batch.into(), channels.into(), height.into(), width.into()];
@@ -47,7 +47,7 @@ impl Classifier {
         let typed = model
             .into_typed()
             .context("cannot infer the model's shapes; is it a ViT image classifier?")?;
-        stage("typed the model");
+        super::stage("typed the model");
         let out = typed.output_fact(0)?.clone();
         let rank_ok = out.rank() == 2;
         let labels_ok = out.shape.last().and_then(|d| d.to_i64().ok()) == Some(num_labels as i64);
@@ -57,7 +57,7 @@ impl Classifier {
             out.shape
         );
         let plan = typed.into_optimized()?.into_runnable()?;
-        stage("optimised the model");
+        super::stage("optimised the model");
         Ok(Classifier {
             plan,
             channels,
@@ -105,12 +105,6 @@ impl Classifier {
         );
         Ok(logits)
     }
-}
-
-/// Reports a loading stage while pre-initializing (see `preinit`).
-pub(super) fn stage(_name: &str) {
-    #[cfg(target_arch = "wasm32")]
-    crate::heap::stage(_name);
 }
 
 /// Refuses exports whose declared input disagrees with `preprocessor_config.json`.

@@ -1,11 +1,13 @@
 //! Where the model runs: tract in the guest, or the host's graph through `wasi:nn`.
 
+#[cfg(feature = "tract")]
 use super::classifier::Classifier;
 use super::error::InferenceError;
 
 /// Where the model runs.
 pub enum Engine {
     /// tract inside this component: portable, single-threaded in wasm.
+    #[cfg(feature = "tract")]
     Tract(Classifier),
     /// The host's native backend, through `wasi:nn`.
     #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
@@ -36,14 +38,13 @@ impl Engine {
                 ),
             }
         }
-        let onnx = read_onnx()?;
-        super::classifier::stage("read model.onnx");
-        Classifier::from_onnx(&onnx, channels, height, width, num_labels).map(Engine::Tract)
+        guest_engine(read_onnx, channels, height, width, num_labels)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.
     pub fn run(&self, n: usize, pixels: Vec<f32>) -> Result<Vec<f32>, InferenceError> {
         match self {
+            #[cfg(feature = "tract")]
             Engine::Tract(c) => {
                 let logits = c
                     .run(n, pixels)
@@ -61,6 +62,7 @@ impl Engine {
     /// Where the model runs, as reported in metadata.
     pub fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "tract")]
             Engine::Tract(_) => "guest",
             #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
             Engine::Host(_) => "host",
@@ -71,6 +73,7 @@ impl Engine {
     /// engine the host names in `VITRINE_NN_ENGINE` (`onnxruntime`, `tract`).
     pub fn engine_name(&self) -> String {
         match self {
+            #[cfg(feature = "tract")]
             Engine::Tract(_) => "tract".to_string(),
             #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
             Engine::Host(_) => std::env::var("VITRINE_NN_ENGINE")
@@ -79,4 +82,35 @@ impl Engine {
                 .unwrap_or_else(|| "unknown".to_string()),
         }
     }
+}
+
+/// The model loaded into this component, with tract.
+#[cfg(feature = "tract")]
+fn guest_engine(
+    read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    channels: usize,
+    height: usize,
+    width: usize,
+    num_labels: usize,
+) -> anyhow::Result<Engine> {
+    let onnx = read_onnx()?;
+    super::stage("read model.onnx");
+    Classifier::from_onnx(&onnx, channels, height, width, num_labels).map(Engine::Tract)
+}
+
+/// A host-path build has no engine of its own: says which component to use.
+#[cfg(not(feature = "tract"))]
+fn guest_engine(
+    _read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    _channels: usize,
+    _height: usize,
+    _width: usize,
+    _num_labels: usize,
+) -> anyhow::Result<Engine> {
+    anyhow::bail!(
+        "this component is a host-path build without tract (as in the container image): it \
+         runs the model only through the host's wasi:nn, which vitrine lends with \
+         --inference=host; for --inference=guest pass the full component with --component \
+         (cargo build --release --target wasm32-wasip2 -p vitrine-component --features wasi-nn)"
+    )
 }
