@@ -206,6 +206,17 @@ fn container_serves_locked_down_and_drains_on_stop() {
     let logs = container.logs();
     assert!(!logs.contains("compiling the component"), "{logs}");
 
+    // The image's onnxruntime (from the wheel) serves, not a fallback to tract.
+    let metadata: Value = client()
+        .get(container.url("/v1/models/hf-vit/metadata"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("metadata");
+    assert_eq!(
+        metadata["vitrine"]["engine"], "onnxruntime",
+        "{metadata}\n{logs}"
+    );
+
     let grpc = run_client(
         "grpc_client.py",
         &[

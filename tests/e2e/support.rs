@@ -311,6 +311,26 @@ impl Server {
         panic!("vitrine was not ready within 10 minutes:\n{}", self.log());
     }
 
+    /// Waits until the REST port answers `/healthz` (the server is up, its
+    /// models maybe still loading or refused), for tests whose server is
+    /// never ready because some of its models must fail.
+    pub fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "vitrine exited with {exit} before listening:\n{}",
+                    self.log()
+                );
+            }
+            if client().get(self.url("/healthz")).send().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("vitrine did not listen within 10 minutes:\n{}", self.log());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -66,7 +66,17 @@ impl LoadedModel {
     pub fn load(dir: &std::path::Path) -> anyhow::Result<LoadedModel> {
         LoadedModel::from_files(&dir.display().to_string(), |name| {
             let path = dir.join(name);
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+            std::fs::read(&path).map_err(|e| {
+                // WASI refuses to follow a symlink out of the preopened
+                // folder (a Hugging Face cache snapshot is made of them).
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    "; if it is a symlink to a file outside the version folder, the \
+                     sandbox cannot follow it: copy the file into the folder"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("cannot read {}: {e}{hint}", path.display())
+            })
         })
     }
 

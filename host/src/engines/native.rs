@@ -47,9 +47,8 @@ impl NativeEngine {
         match choice {
             NativeEngineChoice::Tract => Ok(NativeEngine::Tract),
             NativeEngineChoice::Onnxruntime => {
-                let runtime = onnxruntime::runtime(library).map_err(|e| {
-                    anyhow::anyhow!("--native_engine=onnxruntime: {e}")
-                })?;
+                let runtime = onnxruntime::runtime(library)
+                    .map_err(|e| anyhow::anyhow!("--native_engine=onnxruntime: {e}"))?;
                 Ok(NativeEngine::OnnxRuntime { runtime, options })
             }
             NativeEngineChoice::Auto => match onnxruntime::runtime(library) {
@@ -72,7 +71,6 @@ impl NativeEngine {
         }
     }
 }
-
 
 /// Why a native inference gave no logits; the wasi:nn layer turns these
 /// into its error codes.

@@ -298,14 +298,32 @@ impl OnnxRuntimeEngine {
                 })
                 .ok()
         });
-        let source = optimised.as_deref().unwrap_or(model_onnx);
-        let session =
-            build_session(runtime, source, threads, options.spinning).with_context(|| {
-                format!(
-                    "onnxruntime cannot parse {} as ONNX; is it a ViT image classifier?",
-                    source.display()
-                )
-            })?;
+        // A cached copy that does not load (damaged on disk) is dropped and
+        // the version's own file used: the cache never decides whether a
+        // version serves.
+        let cached = optimised.and_then(|copy| {
+            build_session(runtime, &copy, threads, options.spinning)
+                .map_err(|e| {
+                    tracing::warn!(
+                        "{label}: the cached optimised model {} does not load ({e}); removing it and loading {}",
+                        copy.display(),
+                        model_onnx.display()
+                    );
+                    let _ = std::fs::remove_file(&copy);
+                })
+                .ok()
+        });
+        let session = match cached {
+            Some(session) => session,
+            None => build_session(runtime, model_onnx, threads, options.spinning).with_context(
+                || {
+                    format!(
+                        "onnxruntime cannot parse {} as ONNX; is it a ViT image classifier?",
+                        model_onnx.display()
+                    )
+                },
+            )?,
+        };
         ensure!(
             session.inputs().len() == 1,
             "the model has {} inputs, expected one (pixel_values)",
@@ -398,9 +416,12 @@ fn optimised_copy(
         return Ok(path);
     }
     std::fs::create_dir_all(cache).with_context(|| format!("cannot create {}", cache.display()))?;
-    // Written under a unique name and renamed: loads of the same model at
-    // once (two servers on one cache) never see half a file.
-    let partial = cache.join(format!(".{name}.{}.{modified}.partial", std::process::id()));
+    // Written under a name unique to this load and renamed: loads of the
+    // same file at once (two models sharing a version folder, or two
+    // servers on one cache) never see half a file.
+    static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let load = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = cache.join(format!(".{name}.{}.{load}.partial", std::process::id()));
     let written = Session::builder(&runtime.environment)
         .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level2)?))
         .and_then(|b| Ok(b.with_intra_threads(threads)?))
@@ -638,5 +659,55 @@ mod tests {
             .err()
             .expect("wrong label count");
         assert!(format!("{err:#}").contains("id2label"), "{err:#}");
+    }
+
+    /// Loads of one file at once share the optimised copy safely, and a
+    /// damaged copy in the cache is replaced, never fatal.
+    #[test]
+    fn the_optimised_model_cache_survives_concurrent_loads_and_damage() {
+        let Some(rt) = test_runtime() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = tempfile::tempdir().expect("cache");
+        let config = vitrine_modelgen::VitConfig::tiny();
+        vitrine_modelgen::write_model(dir.path(), &config, 0, &mut |_| {}).expect("demo model");
+        let onnx = dir.path().join("model.onnx");
+        let shape = [3, config.image_size, config.image_size];
+        let options = OrtOptions {
+            intra_threads: 1,
+            spinning: false,
+            cache_dir: Some(cache.path().to_path_buf()),
+        };
+        let image = image(3, shape.iter().product());
+        let logits: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let loads: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let engine =
+                            OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options)
+                                .expect("every concurrent load succeeds");
+                        engine.run(1, &[&image]).expect("run")
+                    })
+                })
+                .collect();
+            loads
+                .into_iter()
+                .map(|l| l.join().expect("load thread"))
+                .collect()
+        });
+        assert!(logits.windows(2).all(|w| max_abs_diff(&w[0], &w[1]) == 0.0));
+        let cached: Vec<PathBuf> = std::fs::read_dir(cache.path())
+            .expect("cache listing")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        assert_eq!(
+            cached.len(),
+            1,
+            "one optimised copy, no partial files: {cached:?}"
+        );
+
+        std::fs::write(&cached[0], b"not a model").expect("damage the copy");
+        let engine = OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options)
+            .expect("a damaged copy does not stop the load");
+        assert_eq!(engine.run(1, &[&image]).expect("run"), logits[0]);
     }
 }

@@ -68,6 +68,8 @@ async fn run(args: PreinitArgs) -> anyhow::Result<()> {
     let result = Wizer::new()
         .keep_init_func(true)
         .run_component(&mut store, &wasm, async |store, component| {
+            let mut linker = linker.clone();
+            stub_spin_imports(&mut linker, component)?;
             linker.instantiate_async(store, component).await
         })
         .await;
@@ -90,5 +92,39 @@ async fn run(args: PreinitArgs) -> anyhow::Result<()> {
         args.model_name,
         args.model_version,
     );
+    Ok(())
+}
+
+/// Defines every function of the component's `fermyon:spin/*` imports as an
+/// error. Spin's build imports `fermyon:spin/variables`, which only Spin
+/// provides; it is called per request, never while loading, so stubs let
+/// that build be pre-initialized too. (wasmtime's
+/// `define_unknown_imports_as_traps` would also stub WASI imports that the
+/// linker satisfies only by semver matching, such as a newer
+/// `wasi:cli/environment@0.2.x`.)
+fn stub_spin_imports(
+    linker: &mut Linker<HostState>,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    let engine = component.engine().clone();
+    let ty = component.component_type();
+    for (name, item) in ty.imports(&engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if !name.starts_with("fermyon:spin/") {
+            continue;
+        }
+        let mut stubs = linker.instance(name)?;
+        for (func, item) in instance.exports(&engine) {
+            if let ComponentItem::ComponentFunc(_) = item.ty {
+                let what = format!("{name}#{func}");
+                stubs.func_new(func, move |_, _, _, _| {
+                    wasmtime::bail!("{what} is Spin's and cannot be called while pre-initializing")
+                })?;
+            }
+        }
+    }
     Ok(())
 }
