@@ -94,6 +94,19 @@ if ! podman image exists "$runtime_base"; then
     tar -C "$root" -c . | podman import --quiet - "$runtime_base" >/dev/null
     rm -rf "$root"
 fi
+# The machine's own certificate authorities (a TLS-inspecting proxy's, say)
+# on top: the builder stage fetches onnxruntime from PyPI and must trust what
+# this machine trusts. Debian's ca-certificates, installed in that stage,
+# adds them to the store its pip uses.
+ca_base=localhost/vitrine-base/bookworm-builder
+ctx=$(mktemp -d)
+mkdir -p "$ctx/ca"
+cp /usr/local/share/ca-certificates/*.crt "$ctx/ca/" 2>/dev/null || true
+printf 'FROM %s\nCOPY ca/ /usr/local/share/ca-certificates/\n' "$builder_base" >"$ctx/Containerfile"
+"${podman[@]}" build --quiet -t "$ca_base" "$ctx" >/dev/null \
+    || die "could not add this machine's certificate authorities to $builder_base; see the podman output above"
+rm -rf "$ctx"
+builder_base=$ca_base
 build_args=(--build-arg "RUNTIME=$runtime_base" --build-arg MODEL=none)
 
 if $in_container; then
