@@ -42,6 +42,7 @@ COPY . .
 # Both caches outlive the build (buildah and BuildKit keep them on the
 # machine): a rebuild after a source change recompiles vitrine, not
 # wasmtime and tract.
+ARG ONNXRUNTIME
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     image/build-binary.sh /build

@@ -4,8 +4,9 @@
 #   --features wasi-nn`: no tract inside, it decodes, preprocesses and
 #   postprocesses; the host runs the model through wasi:nn), its name section
 #   stripped;
-# - vitrine: the host without default features (no `vitrine preinit`), with
-#   that component embedded, stripped.
+# - vitrine: the host without default features (no `vitrine preinit`, and no
+#   tract engine unless ONNXRUNTIME=none), with that component embedded,
+#   stripped.
 # The Dockerfile's builder stage runs it; ./image.sh runs it on the CI machine
 # and hands the result to the Dockerfile (`--build-arg BINARY=context`), so a
 # CI run reuses its warm build cache instead of building wasmtime and tract
@@ -24,8 +25,13 @@ CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked --target wasm
     -p vitrine-component --no-default-features --features wasi-nn --target-dir "$wasm_target"
 wasm=$(realpath "$wasm_target/wasm32-wasip2/release/vitrine_component.wasm")
 
-echo "image/build-binary.sh: building vitrine (release, no default features)" >&2
-VITRINE_COMPONENT_WASM=$wasm cargo build --release --locked -p vitrine --no-default-features
+# With onnxruntime in the image (ONNXRUNTIME=wheel, the default) the host
+# needs no tract of its own (20 MB of binary); with ONNXRUNTIME=none tract is
+# its engine.
+features=()
+[ "${ONNXRUNTIME:-wheel}" = none ] && features=(--features tract)
+echo "image/build-binary.sh: building vitrine (release, no default features ${features[*]})" >&2
+VITRINE_COMPONENT_WASM=$wasm cargo build --release --locked -p vitrine --no-default-features "${features[@]}"
 strip -o "$out/vitrine" "$target/release/vitrine"
 cp "$wasm" "$out/vitrine_component.wasm"
 ls -l "$out" >&2

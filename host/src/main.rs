@@ -60,7 +60,12 @@ fn main() -> std::process::ExitCode {
         Command::Preinit(_) => Err(anyhow::anyhow!(
             "this vitrine was built without the `preinit` feature; build it with `cargo build --release -p vitrine`"
         )),
+        #[cfg(feature = "tract")]
         Command::BenchNative(args) => tools::bench::native(args),
+        #[cfg(not(feature = "tract"))]
+        Command::BenchNative(_) => Err(anyhow::anyhow!(
+            "this vitrine was built without the `tract` feature; build it with `cargo build --release -p vitrine`"
+        )),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

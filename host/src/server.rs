@@ -14,7 +14,6 @@ use crate::config::limits;
 use crate::engines::batcher::BatchingParameters;
 use crate::engines::native::{NativeEngine, NativeOptions};
 use crate::engines::onnxruntime::OrtOptions;
-use crate::engines::tract;
 use crate::frontends::{admin, grpc, kserve, monitoring, rest};
 use crate::metrics;
 use crate::models::config::ModelConfig;
@@ -213,7 +212,7 @@ async fn serve(
     // Bad flags or config fail fast, before ports are bound.
     let native = native_options(&args)?;
     if let Some(native) = &native {
-        let threads = tract::set_intra_op_threads(args.intra_op_parallelism);
+        let threads = crate::engines::native::set_intra_op_threads(args.intra_op_parallelism);
         let engine = match &native.engine {
             NativeEngine::OnnxRuntime { runtime, .. } => format!(
                 "onnxruntime from {} (found by {})",

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// The image built with `MODEL=none` may not grow past this (MB = 10^6
-/// bytes, as `podman images` counts): 67.7 MB measured, see DEPLOY.md,
-/// "The image".
-const SIZE_BOUND_MB: u64 = 68;
+/// bytes, as `podman images` counts): 93.6 MB measured, 34.8 MB of it
+/// onnxruntime; see DEPLOY.md, "The image".
+const SIZE_BOUND_MB: u64 = 94;
 
 /// The image to check, or `None` (after saying SKIPPED) where it cannot be.
 fn image_under_test() -> Option<String> {

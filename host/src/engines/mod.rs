@@ -15,6 +15,7 @@
 pub mod batcher;
 pub mod native;
 pub mod onnxruntime;
+#[cfg(feature = "tract")]
 pub mod tract;
 
 use std::sync::atomic::{AtomicU64, Ordering};

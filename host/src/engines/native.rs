@@ -7,13 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::Semaphore;
-use vitrine_component::inference::Engine as ComponentEngine;
-use vitrine_component::service::LoadedModel;
 
 use crate::config::cli::NativeEngineChoice;
 use crate::engines::batcher::{BatchScheduler, BatchingParameters};
 use crate::engines::onnxruntime::{self, OnnxRuntimeEngine, OrtOptions, Runtime};
-use crate::engines::tract::TractEngine;
 use crate::engines::{Engine, RunStats};
 
 /// How the host runs models natively.
@@ -45,7 +42,8 @@ impl NativeEngine {
         options: OrtOptions,
     ) -> anyhow::Result<NativeEngine> {
         match choice {
-            NativeEngineChoice::Tract => Ok(NativeEngine::Tract),
+            NativeEngineChoice::Tract if cfg!(feature = "tract") => Ok(NativeEngine::Tract),
+            NativeEngineChoice::Tract => anyhow::bail!("--native_engine=tract: {NO_TRACT}"),
             NativeEngineChoice::Onnxruntime => {
                 let runtime = onnxruntime::runtime(library)
                     .map_err(|e| anyhow::anyhow!("--native_engine=onnxruntime: {e}"))?;
@@ -53,6 +51,9 @@ impl NativeEngine {
             }
             NativeEngineChoice::Auto => match onnxruntime::runtime(library) {
                 Ok(runtime) => Ok(NativeEngine::OnnxRuntime { runtime, options }),
+                Err(e) if !cfg!(feature = "tract") => {
+                    anyhow::bail!("{e}\n(and {NO_TRACT}, so there is nothing to fall back on)")
+                }
                 Err(e) => {
                     tracing::warn!(
                         "onnxruntime is not available, so models run on tract (slower); `pip install onnxruntime` (1.31 or later) or --onnxruntime_library=PATH makes them run on onnxruntime. Tried: {}",
@@ -69,6 +70,37 @@ impl NativeEngine {
             NativeEngine::Tract => "tract",
             NativeEngine::OnnxRuntime { .. } => "onnxruntime",
         }
+    }
+}
+
+/// `dir` loaded by the component's own tract code, as the guest loads it.
+#[cfg(feature = "tract")]
+fn tract_engine(dir: &Path) -> anyhow::Result<Arc<dyn Engine>> {
+    use vitrine_component::inference::Engine as ComponentEngine;
+    let loaded = vitrine_component::service::LoadedModel::load(dir)?;
+    // Natively the component's engine is always tract.
+    let ComponentEngine::Tract(classifier) = loaded.engine;
+    Ok(Arc::new(crate::engines::tract::TractEngine(classifier)))
+}
+
+#[cfg(not(feature = "tract"))]
+fn tract_engine(_dir: &Path) -> anyhow::Result<Arc<dyn Engine>> {
+    anyhow::bail!("{NO_TRACT}")
+}
+
+/// Why a build without the `tract` feature cannot serve on tract.
+const NO_TRACT: &str = "this vitrine is built without tract (the container image's build, which \
+     ships onnxruntime); serve on onnxruntime, or build vitrine with its default features";
+
+/// Sets the threads one model run uses (`--tensorflow_intra_op_parallelism`,
+/// 0 = one per core) and returns them; tract's executor is process-wide.
+pub fn set_intra_op_threads(threads: usize) -> usize {
+    #[cfg(feature = "tract")]
+    return crate::engines::tract::set_intra_op_threads(threads);
+    #[cfg(not(feature = "tract"))]
+    match threads {
+        0 => crate::config::cores(),
+        n => n,
     }
 }
 
@@ -103,12 +135,7 @@ impl NativeModel {
         options: &NativeOptions,
     ) -> anyhow::Result<NativeModel> {
         let engine: Arc<dyn Engine> = match &options.engine {
-            NativeEngine::Tract => {
-                let loaded = LoadedModel::load(dir)?;
-                // Natively the component's engine is always tract.
-                let ComponentEngine::Tract(classifier) = loaded.engine;
-                Arc::new(TractEngine(classifier))
-            }
+            NativeEngine::Tract => tract_engine(dir)?,
             NativeEngine::OnnxRuntime { runtime, options } => {
                 let (image_shape, num_labels) = shapes(dir)?;
                 Arc::new(OnnxRuntimeEngine::load(

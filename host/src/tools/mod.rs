@@ -4,5 +4,6 @@
 //!   `serve` writes when no model is given).
 //! - [`bench`]: `vitrine bench-native`, the bare native engine on one model.
 
+#[cfg(feature = "tract")]
 pub mod bench;
 pub mod demo;
