@@ -445,7 +445,7 @@ fn prune(cache: &Path) {
         .filter(|e| e.path().extension().is_some_and(|x| x == "onnx"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    models.sort_by(|a, b| b.0.cmp(&a.0));
+    models.sort_by_key(|m| std::cmp::Reverse(m.0));
     for (_, old) in models.into_iter().skip(CACHED_MODELS) {
         let _ = std::fs::remove_file(old);
     }
@@ -495,7 +495,7 @@ impl Engine for OnnxRuntimeEngine {
         let len = rows * c * h * w;
         let bytes: usize = parts.iter().map(|p| p.len()).sum();
         ensure!(
-            bytes % 4 == 0 && bytes / 4 <= len,
+            bytes.is_multiple_of(4) && bytes / 4 <= len,
             "{bytes} bytes of images do not fit a tensor of {rows} images"
         );
         // The one copy: wasi:nn's little-endian bytes into the tensor's own
@@ -577,8 +577,7 @@ mod tests {
     #[test]
     fn a_named_library_that_does_not_load_is_an_error_naming_it() {
         let err = runtime(Some(Path::new("/nonexistent/libonnxruntime.so")))
-            .err()
-            .expect("no library there");
+            .expect_err("no library there");
         let text = err.to_string();
         assert!(text.contains("/nonexistent/libonnxruntime.so"), "{text}");
         assert!(text.contains("pip install onnxruntime"), "{text}");

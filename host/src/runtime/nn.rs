@@ -141,7 +141,7 @@ impl wasi::nn::graph::Host for NnView<'_> {
         _target: ExecutionTarget,
     ) -> Fallible<Resource<NnGraph>> {
         fail(
-            &mut self.table,
+            self.table,
             ErrorCode::UnsupportedOperation,
             "this host runs only the graphs it preloads; use load-by-name with VITRINE_NN_GRAPH",
         )
@@ -154,7 +154,7 @@ impl wasi::nn::graph::Host for NnView<'_> {
                 Ok(Ok(self.table.push(graph)?))
             }
             _ => fail(
-                &mut self.table,
+                self.table,
                 ErrorCode::NotFound,
                 format!("no graph named {name:?} is loaded for this instance"),
             ),
@@ -193,7 +193,7 @@ impl wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
         let count = tensors.len();
         let (Some(input), 1) = (tensors.pop(), count) else {
             return fail(
-                &mut self.table,
+                self.table,
                 ErrorCode::InvalidArgument,
                 format!("expected one input tensor (pixel_values), got {count}"),
             );
@@ -205,7 +205,7 @@ impl wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
             }
             _ => {
                 return fail(
-                    &mut self.table,
+                    self.table,
                     ErrorCode::InvalidArgument,
                     format!(
                         "expected one FP32 tensor [n, {c}, {h}, {w}], got {:?} {:?}",
@@ -224,13 +224,13 @@ impl wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
                 })?;
                 Ok(Ok(vec![("logits".to_string(), out)]))
             }
-            Err(NativeError::Invalid(m)) => fail(&mut self.table, ErrorCode::InvalidArgument, m),
+            Err(NativeError::Invalid(m)) => fail(self.table, ErrorCode::InvalidArgument, m),
             Err(NativeError::Overloaded(m)) => fail(
-                &mut self.table,
+                self.table,
                 ErrorCode::RuntimeError,
                 format!("{OVERLOADED_PREFIX} {m}"),
             ),
-            Err(NativeError::Failed(m)) => fail(&mut self.table, ErrorCode::RuntimeError, m),
+            Err(NativeError::Failed(m)) => fail(self.table, ErrorCode::RuntimeError, m),
         }
     }
 

@@ -294,8 +294,8 @@ impl From<V2Output> for TensorProto {
     }
 }
 
-/// Runs `forward` as an inference call on `model` at `selector`.
-
+/// The image in each example: the bytes feature named after the signature's
+/// input, or an example's only bytes feature; the context is searched too.
 pub(super) fn example_images(input: Option<&tfs::Input>) -> Result<Vec<&[u8]>, Status> {
     use tfs::input::Kind;
     let (examples, context) = match input.and_then(|i| i.kind.as_ref()) {

@@ -8,10 +8,10 @@
 //! [`crate::routing`] to the component, whose binary reply becomes tensors.
 //! Resolution, errors and metrics are the routing core's, shared with REST.
 //!
-//! - [`convert`]: messages to and from what the routing core speaks.
-//! - [`predictions`]: `PredictionService`.
-//! - [`models`]: `ModelService`.
-//! - [`deadlines`]: the preface and every frame must arrive in time.
+//! - `convert`: messages to and from what the routing core speaks.
+//! - `predictions`: `PredictionService`.
+//! - `models`: `ModelService`.
+//! - `deadlines`: the preface and every frame must arrive in time.
 
 mod convert;
 mod deadlines;

@@ -25,6 +25,7 @@ use crate::proto::tensorflow::serving::{
     GetModelMetadataResponse, PredictRequest, PredictResponse,
 };
 
+/// Runs `forward` as an inference call on `model` at `selector`.
 pub(super) async fn infer(
     registry: &Registry,
     model: &str,
@@ -209,9 +210,6 @@ impl PredictionService for Predictions {
         }))
     }
 }
-
-/// The image in each example: the bytes feature named after the signature's
-/// input, or an example's only bytes feature; the context is searched too.
 
 #[cfg(test)]
 mod tests {
