@@ -38,6 +38,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    runtime::memory::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -122,7 +122,10 @@ async fn stats(State(registry): State<Arc<Registry>>) -> Response {
             .collect();
         models.insert(model, versions.into());
     }
-    let body = serde_json::json!({ "models": models });
+    let body = serde_json::json!({
+        "models": models,
+        "heap_in_use_bytes": crate::runtime::memory::heap_in_use(),
+    });
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
