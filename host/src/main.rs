@@ -61,6 +61,7 @@ fn main() -> std::process::ExitCode {
             "this vitrine was built without the `preinit` feature; build it with `cargo build --release -p vitrine`"
         )),
         Command::BenchNative(args) => tools::bench::native(args),
+        Command::BenchWasm(args) => tools::bench_wasm::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,9 @@
 //! - [`demo`]: the bundled demo model (`vitrine demo-model`, and the one
 //!   `serve` writes when no model is given).
 //! - [`bench`]: `vitrine bench-native`, the bare native engine on one model.
+//! - [`bench_wasm`]: `vitrine bench-wasm`, the bare guest tract in wasm, in
+//!   the server's wasmtime engine without the server.
 
 pub mod bench;
+pub mod bench_wasm;
 pub mod demo;
