@@ -40,7 +40,9 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next().map(PathBuf::from) else {
-        bail!("usage: vitrine-bench-wasm MODEL_DIR [ITERATIONS] (or run it with `vitrine bench-wasm --model DIR`)");
+        bail!(
+            "usage: vitrine-bench-wasm MODEL_DIR [ITERATIONS] (or run it with `vitrine bench-wasm --model DIR`)"
+        );
     };
     let iterations: usize = match args.next() {
         Some(n) => n
