@@ -7,6 +7,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}"
 
 echo "==> building vitrine (release)"
 cargo build --release --workspace
+# The bare guest tract as a wasm command, for `vitrine bench-wasm`; built in
+# the component's own target dir (host/build.rs's), so tract for wasm is
+# compiled once for both. Without RUSTFLAGS, as there: they would replace
+# .cargo/config.toml's +simd128 for wasm.
+WASM_TARGET_DIR="${VITRINE_WASM_TARGET_DIR:-$CARGO_TARGET_DIR/wasm-component}"
+echo "==> building the bench-wasm program (wasm32-wasip2, release)"
+env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS cargo build --release --target wasm32-wasip2 -p vitrine-bench-wasm --target-dir "$WASM_TARGET_DIR"
 if ! command -v oha >/dev/null; then
   echo "==> installing the load generator oha (once, a few minutes)"
   cargo install oha --locked
@@ -18,5 +25,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 exec .venv/bin/python bench/bench.py \
   --vitrine "$CARGO_TARGET_DIR/release/vitrine" \
+  --bench-wasm-program "$WASM_TARGET_DIR/wasm32-wasip2/release/vitrine-bench-wasm.wasm" \
   --oha "$(command -v oha || echo "$HOME/.cargo/bin/oha")" \
   --work "${VITRINE_BENCH_DIR:-$HOME/.cache/vitrine/bench}" "$@"

@@ -3,6 +3,10 @@
 Same ViT-B/16 demo model file for every engine, same run, same machine:
   - onnxruntime (Python) at 1 and 2 intra-op threads, bare model;
   - tract native (`vitrine bench-native`), bare model;
+  - tract in wasm (`vitrine bench-wasm`): the guest's tract compiled to
+    wasm32-wasip2 as a command, in the server's wasmtime engine (epoch
+    interruption and ticker on) with no server: what the guest path costs
+    before serving adds anything;
   - vitrine served over HTTP on loopback, driven by `oha` in its own
     process: the host path on the onnxruntime engine and on the tract
     engine, each with and without batching, and the guest path; plus the
@@ -181,6 +185,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vitrine", required=True)
     ap.add_argument("--oha", required=True)
+    ap.add_argument("--bench-wasm-program",
+                    help="the vitrine-bench-wasm .wasm for `vitrine bench-wasm` (./bench.sh builds it); "
+                         "default: where that command looks")
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--quick", action="store_true", help="fewer requests, for trying the script")
@@ -225,6 +232,14 @@ def main():
         r = run_json([args.vitrine, "bench-native", "--model", model_dir, "--threads", str(threads),
                       "--iterations", str(iters)], 1800)
         results["bare"].append(r)
+    say("tract in wasm bare (vitrine bench-wasm: the guest's tract in the server's wasmtime engine, no server)")
+    program = ["--program", args.bench_wasm_program] if args.bench_wasm_program else []
+    if program:
+        # Cached first, so Cranelift's memory stays out of the row's peak RSS.
+        subprocess.run([args.vitrine, "compile", "--component", args.bench_wasm_program], check=True,
+                       capture_output=True)
+    r = run_json([args.vitrine, "bench-wasm", "--model", model_dir, "--iterations", str(iters), *program], 1800)
+    results["bare"].append(r)
 
     lib = f"--onnxruntime_library={onnxruntime_library()}"
     ort = ["--inference=host", "--native_engine=onnxruntime", lib]
@@ -275,6 +290,7 @@ def write_report(out, results):
     ref_p50 = ref["p50_ms"]
     ref_tp = ref["images_per_s"]
     tract2 = next(r for r in results["bare"] if r["engine"] == "tract native" and r["threads"] == 2)
+    tract_wasm = next((r for r in results["bare"] if r["engine"] == "tract in wasm"), None)
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# Benchmarks",
@@ -287,6 +303,7 @@ def write_report(out, results):
         "- Served runs: the blog's request (one COCO JPEG, URL-safe base64 in JSON) to `POST /v1/models/hf-vit:predict`, sent by `oha` from its own process over loopback, bounded by request count (and a time limit).",
         "- The host path's onnxruntime engine loads the same wheel's `libonnxruntime.so` as the bare onnxruntime rows (`--onnxruntime_library`).",
         "- Ratios: against bare onnxruntime with 2 intra-op threads. For latency lower is better; for throughput higher is better.",
+        "- \"tract in wasm\" (`vitrine bench-wasm`): the guest's own tract loading and inference compiled to wasm32-wasip2 as a WASI command, run in vitrine's wasmtime engine with the server's config (epoch interruption, the epoch ticker, a far deadline) but no server: the served guest path minus what serving adds.",
         "",
         "## Bare model (no server, no image decoding), batch 1",
         "",
@@ -338,6 +355,10 @@ def write_report(out, results):
     if guest:
         t3 = guest["runs"]["1"]["p50_ms"] / tract2["p50_ms"]
         lines.append(f"| guest path within 2x of tract native (2 threads) | {t3:.2f}x | {verdict(t3 <= 2.0)} |")
+        if tract_wasm:
+            tw = guest["runs"]["1"]["p50_ms"] / tract_wasm["p50_ms"]
+            lines.append(f"| guest path, c=1: p50 at most 1.1x bare tract in wasm ({fmt(tract_wasm['p50_ms'])} ms) | "
+                         f"{tw:.2f}x | {verdict(tw <= 1.1)} |")
     on, off = served("host path, onnxruntime, spinning on"), served("host path, onnxruntime, spinning off")
     if on and off:
         lines += [

@@ -63,8 +63,10 @@ fn main() -> std::process::ExitCode {
         )),
         #[cfg(feature = "tract")]
         Command::BenchNative(args) => tools::bench::native(args),
+        #[cfg(feature = "tract")]
+        Command::BenchWasm(args) => tools::bench_wasm::run(args),
         #[cfg(not(feature = "tract"))]
-        Command::BenchNative(_) => Err(anyhow::anyhow!(
+        Command::BenchNative(_) | Command::BenchWasm(_) => Err(anyhow::anyhow!(
             "this vitrine was built without the `tract` feature; build it with `cargo build --release -p vitrine`"
         )),
     };

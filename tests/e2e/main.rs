@@ -4,6 +4,7 @@
 mod support;
 
 mod batching;
+mod bench_wasm;
 mod budgets;
 mod deploy;
 mod disk_faults;

@@ -32,6 +32,10 @@ pub enum Command {
     /// Time the bare model natively with tract, no server (for the benchmark).
     #[command(hide = true)]
     BenchNative(BenchNativeArgs),
+    /// Time the bare model under the guest's tract compiled to wasm, in this
+    /// host's wasmtime engine with no server (for the benchmark).
+    #[command(hide = true)]
+    BenchWasm(BenchWasmArgs),
 }
 
 /// The host path's engine.
@@ -54,6 +58,9 @@ pub enum InferencePath {
     /// Inside the component with tract: single-threaded, fully sandboxed.
     Guest,
 }
+
+/// `serve --max_instance_memory_mb`'s default.
+pub const DEFAULT_MAX_INSTANCE_MEMORY_MB: usize = 3072;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DemoSize {
@@ -132,7 +139,7 @@ pub struct ServeArgs {
     pub rest_api_timeout_in_ms: u64,
     /// Linear memory one component instance may use, in MiB. ViT-B/16 needs
     /// about 1 GiB in the guest.
-    #[arg(long = "max_instance_memory_mb", default_value_t = 3072)]
+    #[arg(long = "max_instance_memory_mb", default_value_t = DEFAULT_MAX_INSTANCE_MEMORY_MB)]
     pub max_instance_memory_mb: usize,
     /// Requests one component instance answers before it is discarded and
     /// a fresh one instantiated for the next (0 = no limit). 1 runs every
@@ -283,6 +290,23 @@ pub struct BenchNativeArgs {
     /// Images per run.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchWasmArgs {
+    /// A version folder: `model.onnx`, `config.json`, `preprocessor_config.json`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Timed runs, after two untimed ones.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    /// The `vitrine-bench-wasm` command component; defaults to where
+    /// `cargo build --release --target wasm32-wasip2 -p vitrine-bench-wasm
+    /// --target-dir $VITRINE_WASM_TARGET_DIR` (else `$CARGO_TARGET_DIR/wasm-component`) writes it.
+    #[arg(long)]
+    pub program: Option<PathBuf>,
+    #[arg(long, env = "VITRINE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

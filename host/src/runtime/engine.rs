@@ -63,7 +63,8 @@ pub fn component_bytes(path: Option<&Path>) -> anyhow::Result<std::borrow::Cow<'
     }
 }
 
-fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+/// Where [`load_component`] caches `wasm` compiled for `engine`.
+pub fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let digest = Sha256::digest(wasm);

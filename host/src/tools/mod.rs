@@ -2,8 +2,13 @@
 //!
 //! - [`demo`]: the bundled demo model (`vitrine demo-model`, and the one
 //!   `serve` writes when no model is given).
+//! The two benchmarks are in builds with the `tract` feature (the default).
 //! - [`bench`]: `vitrine bench-native`, the bare native engine on one model.
+//! - [`bench_wasm`]: `vitrine bench-wasm`, the bare guest tract in wasm, in
+//!   the server's wasmtime engine without the server.
 
 #[cfg(feature = "tract")]
 pub mod bench;
+#[cfg(feature = "tract")]
+pub mod bench_wasm;
 pub mod demo;
