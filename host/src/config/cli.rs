@@ -121,9 +121,11 @@ pub struct ServeArgs {
     #[arg(long = "onnxruntime_library")]
     pub onnxruntime_library: Option<PathBuf>,
     /// Whether onnxruntime's idle intra-op threads spin waiting for work
-    /// (`session.intra_op.allow_spinning`). Off by default: spinning takes
-    /// the cores the instances preprocess on (see BENCHMARKS.md).
-    #[arg(long = "onnxruntime_intra_op_spinning", default_value_t = false, action = ArgAction::Set,
+    /// (`session.intra_op.allow_spinning`). On by default: in `./bench.sh`
+    /// (ViT-B/16, 2 cores) it served the blog's request faster at every
+    /// concurrency than with it off, although its threads share the cores
+    /// the instances preprocess on (BENCHMARKS.md).
+    #[arg(long = "onnxruntime_intra_op_spinning", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub onnxruntime_intra_op_spinning: bool,
     /// Merge concurrent inferences into batched model runs (host path).
