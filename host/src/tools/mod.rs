@@ -2,10 +2,12 @@
 //!
 //! - [`demo`]: the bundled demo model (`vitrine demo-model`, and the one
 //!   `serve` writes when no model is given).
-//! The two benchmarks are in builds with the `tract` feature (the default).
 //! - [`bench`]: `vitrine bench-native`, the bare native engine on one model.
 //! - [`bench_wasm`]: `vitrine bench-wasm`, the bare guest tract in wasm, in
 //!   the server's wasmtime engine without the server.
+//!
+//! The two benchmarks are only in builds with the `tract` feature (the
+//! default).
 
 #[cfg(feature = "tract")]
 pub mod bench;
