@@ -18,60 +18,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
+mod common;
+
+use common::*;
 use vitrine_component::config::{ImageSize, PreprocessorConfig, Resample};
 use vitrine_component::preprocess::{DecodeLimits, decode_rgb, preprocess_into, resize};
 
 /// The agreed bar for model input; the implementation aims at bit equality.
 const MAX_ABS_BAR: f32 = 1e-2;
 const MEAN_ABS_BAR: f64 = 1e-3;
-
-fn workspace_root() -> PathBuf {
-    manifest_dir().join("..")
-}
-
-fn shared_dir() -> PathBuf {
-    workspace_root().join("../shared")
-}
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("VITRINE_PYTHON") {
-        let python = PathBuf::from(python);
-        // A bare name such as `python3` is looked up on PATH when run.
-        assert!(
-            python.components().count() == 1 || python.exists(),
-            "VITRINE_PYTHON={} does not exist; unset it, or run ./test.sh (see README.md), \
-             which sets up .venv",
-            python.display()
-        );
-        return python;
-    }
-    let venv = workspace_root().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with transformers: {} is missing and VITRINE_PYTHON is unset; \
-         run ./test.sh (see README.md), which sets up .venv",
-        venv.display()
-    );
-    venv
-}
-
-/// A scratch directory removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("vitrine-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch directory");
-        Self(dir)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn wait_ok(child: Child, what: &str) {
     let output = child.wait_with_output().expect("wait for python");
@@ -93,14 +48,6 @@ fn run_python(script: &str, dir: &Path, what: &str) {
         .spawn()
         .expect("start python");
     wait_ok(child, what);
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).expect("read reference tensor");
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 struct Diff {
@@ -513,13 +460,4 @@ fn decode_damaged_copies(bytes: &[u8]) {
         let spliced = [&bytes[..at], &bytes[bytes.len() - 2..]].concat();
         let _ = decode_rgb(&spliced, &limits);
     }
-}
-
-/// This package's folder: as cargo says when it runs the test, else as it
-/// said at build time. A build cache shared between checkouts may hold a
-/// test binary compiled in another checkout.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .into()
 }

@@ -22,57 +22,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
+mod common;
+
+use common::*;
 use vitrine_component::config::PreprocessorConfig;
 use vitrine_component::preprocess::{DecodeLimits, preprocess_into};
 
 const MAX_ABS_BAR: f32 = 1e-2;
 const MEAN_ABS_BAR: f64 = 1e-3;
-
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .into()
-}
-
-fn workspace_root() -> PathBuf {
-    manifest_dir().join("..")
-}
-
-fn shared_dir() -> PathBuf {
-    workspace_root().join("../shared")
-}
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("VITRINE_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = workspace_root().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with transformers: {} is missing and VITRINE_PYTHON is unset; \
-         run ./test.sh (see README.md), which sets up .venv",
-        venv.display()
-    );
-    venv
-}
-
-/// A scratch directory removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("vitrine-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch directory");
-        Self(dir)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn run_python(args: &[&Path], what: &str) {
     let output = Command::new(python())
@@ -285,14 +242,6 @@ fn compare_all(scratch: &Path, folders: &[PathBuf], images: &[PathBuf]) -> Vec<S
     );
     assert!(!summary.is_empty(), "nothing was compared");
     failures
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .expect("read reference tensor")
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 fn diff(ours: &[f32], reference: &[f32]) -> (f32, f64, usize) {
