@@ -30,7 +30,7 @@ wasm=$(realpath "$wasm_target/wasm32-wasip2/release/vitrine_component.wasm")
 # its engine.
 features=()
 [ "${ONNXRUNTIME:-wheel}" = none ] && features=(--features tract)
-echo "image/build-binary.sh: building vitrine (release, no default features ${features[*]})" >&2
+echo "image/build-binary.sh: building vitrine (release, no default features${features[*]:+, ${features[*]}})" >&2
 VITRINE_COMPONENT_WASM=$wasm cargo build --release --locked -p vitrine --no-default-features "${features[@]}"
 strip -o "$out/vitrine" "$target/release/vitrine"
 cp "$wasm" "$out/vitrine_component.wasm"

@@ -200,12 +200,7 @@ fn grpc_overload_is_resource_exhausted() {
         ],
     );
     let result = grpc_predicts(&server, 6);
-    let codes: Vec<&str> = result["codes"]
-        .as_array()
-        .expect("codes")
-        .iter()
-        .map(|c| c[0].as_str().unwrap_or_default())
-        .collect();
+    let codes = grpc_codes(&result);
     assert!(codes.contains(&"OK"), "{result}");
     assert!(codes.contains(&"RESOURCE_EXHAUSTED"), "{result}");
     assert!(

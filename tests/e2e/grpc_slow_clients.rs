@@ -88,12 +88,7 @@ fn silent_slow_and_stalled_grpc_connections_are_closed() {
 
     // Meanwhile gRPC clients are served.
     let result = grpc_predicts(&server, 2);
-    let codes: Vec<&str> = result["codes"]
-        .as_array()
-        .expect("codes")
-        .iter()
-        .map(|c| c[0].as_str().unwrap_or_default())
-        .collect();
+    let codes = grpc_codes(&result);
     assert_eq!(codes, ["OK", "OK"], "{result}");
 
     for (mut stream, what) in [

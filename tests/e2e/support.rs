@@ -296,39 +296,32 @@ impl Server {
     /// Waits until `/readyz` answers 200: every configured model has an
     /// AVAILABLE version.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while Instant::now() < deadline {
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!("vitrine exited with {exit} before serving:\n{}", self.log());
-            }
-            if let Ok(resp) = client().get(self.url("/readyz")).send()
-                && resp.status().as_u16() == 200
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("vitrine was not ready within 10 minutes:\n{}", self.log());
+        self.wait_for("/readyz", "ready", |status| status == 200);
     }
 
     /// Waits until the REST port answers `/healthz` (the server is up, its
     /// models maybe still loading or refused), for tests whose server is
     /// never ready because some of its models must fail.
     pub fn wait_listening(&mut self) {
+        self.wait_for("/healthz", "listening", |_| true);
+    }
+
+    /// Polls `path` until its status satisfies `done`, for up to 10 minutes;
+    /// panics with the log if vitrine exits first or the time runs out.
+    fn wait_for(&mut self, path: &str, what: &str, done: impl Fn(u16) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(600);
         while Instant::now() < deadline {
             if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!(
-                    "vitrine exited with {exit} before listening:\n{}",
-                    self.log()
-                );
+                panic!("vitrine exited with {exit} before {what}:\n{}", self.log());
             }
-            if client().get(self.url("/healthz")).send().is_ok() {
+            if let Ok(resp) = client().get(self.url(path)).send()
+                && done(resp.status().as_u16())
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("vitrine did not listen within 10 minutes:\n{}", self.log());
+        panic!("vitrine was not {what} within 10 minutes:\n{}", self.log());
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -694,4 +687,14 @@ pub fn grpc_predicts(server: &Server, concurrency: usize) -> Value {
             concurrency.to_string(),
         ],
     )
+}
+
+/// The status code of each call in a [`grpc_predicts`] result.
+pub fn grpc_codes(result: &Value) -> Vec<&str> {
+    result["codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .map(|c| c[0].as_str().unwrap_or_default())
+        .collect()
 }
