@@ -373,6 +373,7 @@ impl Lifecycle {
             {
                 registry.set(&name, version, VersionState::End(None));
             }
+            crate::metrics::forget_version(&name, version);
             tracing::info!(
                 "model {name} version {version} unloaded: its last request finished {:.1} s after it left routing, and its instances and their memory are freed",
                 started.elapsed().as_secs_f64()
