@@ -12,7 +12,10 @@ The run passes when: no valid request of the steady load fails (5xx or a
 broken connection), except 503 while the overload phase runs; every probe
 answers 200 within 1 s; every slow client is cut off by the server's
 timeouts (connection closed, or 408); and the server still answers at the
-end. Python standard library only.
+end. A run of 1800 s or more is a soak: the phases repeat in cycles (600 s
+by default), latency is reported per 5 minutes and RSS every minute, and
+RSS's slope over the last 30 minutes must stay within a bound. Each kind of
+run writes its own section of RELIABILITY.md. Python standard library only.
 
     reliability.py --vitrine target/release/vitrine [--duration 180] [--out RELIABILITY.md]
 """
@@ -39,6 +42,24 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "hf-vit"
 PREDICT = f"/v1/models/{MODEL}:predict"
 INFER = f"/v2/models/{MODEL}/infer"
+
+
+# A soak's RSS may drift by this much per hour over its last 30 minutes.
+SLOPE_BOUND_MB_PER_HOUR = 10
+
+
+def write_section(path, name, lines):
+    """Puts `lines` in RELIABILITY.md between this section's markers,
+    leaving the other runs' sections as they are."""
+    begin, end = f"<!-- reliability.py: {name} -->", f"<!-- /reliability.py: {name} -->"
+    body = "\n".join([begin, *lines, end])
+    text = path.read_text() if path.exists() else "# Reliability\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + body + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    path.write_text(text)
 
 
 def say(msg):
@@ -311,34 +332,18 @@ class Run:
         self.phase = name
         say(f"phase: {name}")
 
-    def run(self):
+    def run_cycle(self, t0, d, capacity):
+        """One steady, overload, disconnects, slow clients, recovery cycle
+        from `t0`, `d` seconds long."""
         a = self.args
-        work = Path(a.work)
-        work.mkdir(parents=True, exist_ok=True)
-        base = work / "models" / MODEL
-        if not (base / "1" / "model.onnx").is_file():
-            say(f"writing the {a.model} demo model")
-            subprocess.run([a.vitrine, "demo-model", "--size", a.model, "--out", str(base / "1")], check=True)
-        log = work / "server.log"
-        self.start_server(base, log)
-        self.t0 = time.time()
-        self.rss_ready = rss_mb(self.proc.pid)
-        capacity = a.instances + a.queue
-        threads = [threading.Thread(target=self.prober, daemon=True),
-                   threading.Thread(target=self.sampler, daemon=True)]
-        threads += [threading.Thread(target=self.mixed_client, args=(i, a.invalid_share, "steady", self.stop),
-                                     daemon=True)
-                    for i in range(a.clients)]
-        self.set_phase("steady")
-        for t in threads:
-            t.start()
-        d = a.duration
-        bounds = [0.2 * d, 0.4 * d, 0.6 * d, 0.85 * d]
+        bounds = [t0 + f * d for f in (0.2, 0.4, 0.6, 0.85)]
 
         def wait_until(t):
             while self.now() < t:
                 time.sleep(0.1)
 
+        if t0 > 0:
+            self.set_phase("steady")
         wait_until(bounds[0])
         self.set_phase("overload")
         overload_stop = threading.Event()
@@ -366,7 +371,35 @@ class Run:
         for t in slow:
             t.join(timeout=2 * max(a.header_timeout_ms, a.body_timeout_ms) / 1000 + 30)
         self.set_phase("recovery")
-        wait_until(d)
+        wait_until(t0 + d)
+
+    def run(self):
+        a = self.args
+        work = Path(a.work)
+        work.mkdir(parents=True, exist_ok=True)
+        base = work / "models" / a.model / MODEL
+        if not (base / "1" / "model.onnx").is_file():
+            say(f"writing the {a.model} demo model")
+            subprocess.run([a.vitrine, "demo-model", "--size", a.model, "--out", str(base / "1")], check=True)
+        log = work / "server.log"
+        self.start_server(base, log)
+        self.t0 = time.time()
+        self.rss_ready = rss_mb(self.proc.pid)
+        capacity = a.instances + a.queue
+        threads = [threading.Thread(target=self.prober, daemon=True),
+                   threading.Thread(target=self.sampler, daemon=True)]
+        threads += [threading.Thread(target=self.mixed_client, args=(i, a.invalid_share, "steady", self.stop),
+                                     daemon=True)
+                    for i in range(a.clients)]
+        self.set_phase("steady")
+        for t in threads:
+            t.start()
+        cycle = a.cycle
+        start = 0.0
+        while start < a.duration - 1:
+            length = min(cycle, a.duration - start)
+            self.run_cycle(start, length, capacity)
+            start += length
         self.stop.set()
         self.phase_log[-1][2] = self.now()
         self.phase_log[-1][3] = rss_mb(self.proc.pid)
@@ -388,18 +421,37 @@ class Run:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.save()
         return self.report(capacity)
+
+    # Everything the report reads, kept so a report can be written again
+    # (`--report-only`) without another run.
+    SAVED = ("records", "rss", "health", "phase_log", "slow", "final", "command", "rss_ready", "rss_end")
+
+    def save(self):
+        state = {k: getattr(self, k) for k in self.SAVED if k not in ("records", "slow")}
+        state["records"] = self.stats.records
+        state["slow"] = [[k[0], k[1], n] for k, n in self.slow.items()]
+        (Path(self.args.work) / "last-run.json").write_text(json.dumps(state))
+
+    def load(self):
+        state = json.loads((Path(self.args.work) / "last-run.json").read_text())
+        self.stats.records = [tuple(r) for r in state.pop("records")]
+        self.slow = Counter({(k, o): n for k, o, n in state.pop("slow")})
+        for k, v in state.items():
+            setattr(self, k, v)
+        return self.report(self.args.instances + self.args.queue)
 
     # -- the report -------------------------------------------------------
 
     def report(self, capacity):
         a = self.args
         records = self.stats.records
-        overload_window = next((p for p in self.phase_log if p[0] == "overload"), None)
+        overload_windows = [p for p in self.phase_log if p[0] == "overload"]
 
         def in_overload(started):
             # A request started just after the phase may still meet its queue.
-            return overload_window and overload_window[1] <= started <= overload_window[2] + 2
+            return any(w[1] <= started <= w[2] + 2 for w in overload_windows)
 
         by_kind_status = defaultdict(Counter)
         failures = Counter()
@@ -416,14 +468,25 @@ class Run:
         slow_failures = {k: v for k, v in self.slow.items() if k[1] not in ("closed", "reset", "408")}
         health_failures = [h for h in self.health if not h[1]]
         final_ok = self.final[0] == 200 and self.final[1] == 200 and self.final[2]
-        passed = not failures and not slow_failures and not health_failures and final_ok
+        soak = a.duration >= 1800
+        # Least squares over the last 30 minutes' samples, in MB per hour.
+        tail_rss = [(t, m) for t, m in self.rss if t >= a.duration - 1800] if soak else []
+        slope = None
+        if len(tail_rss) >= 2:
+            mt = sum(t for t, _ in tail_rss) / len(tail_rss)
+            mm = sum(m for _, m in tail_rss) / len(tail_rss)
+            var = sum((t - mt) ** 2 for t, _ in tail_rss)
+            slope = 3600 * sum((t - mt) * (m - mm) for t, m in tail_rss) / var if var else 0.0
+        flat = slope is None or abs(slope) <= SLOPE_BOUND_MB_PER_HOUR
+        passed = not failures and not slow_failures and not health_failures and final_ok and flat
 
+        bucket = 300 if soak else 60
         minutes = defaultdict(list)
-        last_minute = max(0, int((a.duration - 1) // 60))
+        last_bucket = max(0, int((a.duration - 1) // bucket))
         for kind, valid, phase, started, seconds, outcome in records:
             if kind == "steady" and valid and outcome == 200:
                 # The last requests may start a moment after the run's end.
-                minutes[min(int(started // 60), last_minute)].append(seconds)
+                minutes[min(int(started // bucket), last_bucket)].append(seconds)
         phase_lat = defaultdict(list)
         for kind, valid, phase, started, seconds, outcome in records:
             if kind == "steady" and valid and outcome == 200:
@@ -433,18 +496,24 @@ class Run:
         def ms(x):
             return "–" if x is None else f"{x * 1000:.1f}"
 
+        title = (f"Soak: {a.duration / 60:.0f} minutes of mixed and hostile load, {a.model} model, {a.inference} path"
+                 if soak else f"Mixed and hostile load: {a.duration:.0f} s, {a.model} model, {a.inference} path")
         lines = [
-            "# Reliability",
+            f"## {title}",
             "",
             f"Written by `./reliability.sh` (`bench/reliability.py`) on {datetime.date.today().isoformat()}: "
-            f"{a.duration:.0f} s of mixed and hostile load against the release `vitrine serve` on loopback.",
+            f"{a.duration:.0f} s of mixed and hostile load against the release `vitrine serve` on loopback"
+            + (f", in cycles of {a.cycle:.0f} s." if a.cycle < a.duration else "."),
             "",
             f"**Verdict: {'PASS' if passed else 'FAIL'}** — "
-            + ("no valid request failed outside the overload phase's 503s, every health probe answered, "
-               "every slow client was cut off, and the server served normally at the end."
+            + ("no valid request failed outside the overload phases' 503s, every health probe answered, "
+               "every slow client was cut off, "
+               + (f"RSS was flat over the last 30 minutes ({slope:+.1f} MB/hour, bound "
+                  f"±{SLOPE_BOUND_MB_PER_HOUR} MB/hour), " if slope is not None else "")
+               + "and the server served normally at the end."
                if passed else "see the failures below."),
             "",
-            "## Setup",
+            "### Setup",
             "",
             f"- Machine: {machine()}.",
         ]
@@ -459,7 +528,7 @@ class Run:
             + ", ".join(name for name, *_ in self.invalid_bodies)
             + f"); valid ones alternate REST v1 predict and KServe v2 infer over {len(self.valid_bodies) // 2} photos.",
             "",
-            "## Phases",
+            "### Phases",
             "",
             "| phase | from | to | on top of the steady load | RSS at its end |",
             "|---|---|---|---|---|",
@@ -477,7 +546,7 @@ class Run:
         total = len(records)
         lines += [
             "",
-            "## Requests",
+            "### Requests",
             "",
             f"{total} requests tried.",
             "",
@@ -497,26 +566,32 @@ class Run:
         ]
         if failures:
             lines += ["", "Failures:", ""] + [f"- {k[0]}: {k[1]} × {n}" for k, n in failures.items()]
+        if not flat:
+            lines += ["", f"RSS grew {slope:+.1f} MB/hour over the last 30 minutes (bound ±{SLOPE_BOUND_MB_PER_HOUR})."]
         if slow_failures:
             lines += ["", "Slow clients not cut off as they should be:", ""] + [
                 f"- {k[0]}: {k[1]} × {n}" for k, n in slow_failures.items()]
         lines += [
             "",
-            "## Latency of valid steady-load requests (200s)",
+            "### Latency of valid steady-load requests (200s)",
             "",
-            "| minute | requests | p50 ms | p99 ms |",
+            f"| {'minutes' if soak else 'minute'} | requests | p50 ms | p99 ms |",
             "|---|---|---|---|",
         ]
         for minute in sorted(minutes):
             v = minutes[minute]
-            lines.append(f"| {minute} | {len(v)} | {ms(percentile(v, 50))} | {ms(percentile(v, 99))} |")
+            when = f"{minute * 5}–{minute * 5 + 5}" if soak else f"{minute}"
+            lines.append(f"| {when} | {len(v)} | {ms(percentile(v, 50))} | {ms(percentile(v, 99))} |")
         served = Counter(phase for kind, valid, phase, _, _, outcome in records
                          if kind in ("steady", "overload") and outcome == 200)
         lines += ["", "| phase | requests | p50 ms | p99 ms | all 200s per second (steady + overload clients) |",
                   "|---|---|---|---|---|"]
+        spent = defaultdict(float)
         for name, start, end, _ in self.phase_log:
+            spent[name] += end - start
+        for name in dict.fromkeys(p[0] for p in self.phase_log):
             v = phase_lat[name]
-            rate = served[name] / max(end - start, 1e-9)
+            rate = served[name] / max(spent[name], 1e-9)
             lines.append(f"| {name} | {len(v)} | {ms(percentile(v, 50))} | {ms(percentile(v, 99))} | {rate:.1f} |")
         lines += [
             "",
@@ -533,7 +608,7 @@ class Run:
             elif kind == "slow" and outcome == "408":
                 cut["stalled body"].append(seconds)
         if cut:
-            lines += ["", "## Slow clients", "", "| client | cut off | after (p50) | after (max) | timeout |",
+            lines += ["", "### Slow clients", "", "| client | cut off | after (p50) | after (max) | timeout |",
                       "|---|---|---|---|---|"]
             for name, timeout in (("slowloris headers", a.header_timeout_ms), ("stalled body", a.body_timeout_ms)):
                 v = cut[name]
@@ -543,9 +618,24 @@ class Run:
         probe_times = [h[2] for h in self.health]
         tail_from = self.phase_log[-2][1] if len(self.phase_log) >= 2 else 0
         tail = [m for t, m in self.rss if t >= tail_from] or rss_values
+        if soak:
+            lines += ["", "### RSS every minute", "",
+                      "| minute | RSS MB | minute | RSS MB | minute | RSS MB | minute | RSS MB |",
+                      "|---|---|---|---|---|---|---|---|"]
+            per_minute = {}
+            for t, m in self.rss:
+                per_minute.setdefault(int(t // 60), m)
+            cells = [f"{k} | {v:.0f}" for k, v in sorted(per_minute.items())]
+            rows = (len(cells) + 3) // 4
+            for r in range(rows):
+                row = [cells[r + rows * c] if r + rows * c < len(cells) else " | " for c in range(4)]
+                lines.append("| " + " | ".join(row) + " |")
+            lines += ["", f"Slope over the last 30 minutes ({len(tail_rss)} samples, least squares): "
+                          f"**{slope:+.1f} MB/hour**; RSS there {min(m for _, m in tail_rss):.0f}–"
+                          f"{max(m for _, m in tail_rss):.0f} MB." if tail_rss else "No RSS samples."]
         lines += [
             "",
-            "## Memory and health",
+            "### Memory and health",
             "",
             f"- RSS: {self.rss_ready:.0f} MB when ready, {self.rss_end:.0f} MB after the load "
             f"(max {max(rss_values):.0f} MB, sampled every second; per phase above); over the last two phases "
@@ -562,7 +652,7 @@ class Run:
             "whole before a request is admitted, and a request whose client left gives its place back.",
             "",
         ]
-        Path(a.out).write_text("\n".join(lines))
+        write_section(Path(a.out), "soak" if soak else "mixed", lines)
         say(f"wrote {a.out}: {'PASS' if passed else 'FAIL'}; {total} requests; "
             f"RSS {self.rss_ready:.0f} -> {self.rss_end:.0f} MB (max {max(rss_values):.0f})")
         return 0 if passed else 1
@@ -571,7 +661,12 @@ class Run:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vitrine", required=True, help="the release vitrine binary")
-    p.add_argument("--duration", type=float, default=180, help="seconds in all (default 180)")
+    p.add_argument("--duration", type=float, default=180,
+                   help="seconds in all (default 180); 1800 or more is a soak: latency per 5 minutes, RSS every "
+                        "minute and its slope over the last 30 minutes")
+    p.add_argument("--cycle", type=float, default=None,
+                   help="seconds per steady/overload/disconnects/slow/recovery cycle (default: one cycle up to "
+                        "900 s, then 600 s cycles)")
     p.add_argument("--model", choices=["tiny", "base"], default="tiny", help="demo model size (default tiny)")
     p.add_argument("--inference", choices=["host", "guest"], default="host")
     p.add_argument("--instances", type=int, default=2, help="--tensorflow_inter_op_parallelism (default 2)")
@@ -588,8 +683,13 @@ def main():
     p.add_argument("--note", default="", help="a sentence for the report, e.g. what else ran on the machine")
     p.add_argument("--work", default=str(Path.home() / ".cache/vitrine/reliability"))
     p.add_argument("--out", default=str(ROOT / "RELIABILITY.md"))
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report again from the last run's records (in --work) with these arguments")
     args = p.parse_args()
-    sys.exit(Run(args).run())
+    if args.cycle is None:
+        args.cycle = args.duration if args.duration <= 900 else 600
+    run = Run(args)
+    sys.exit(run.load() if args.report_only else run.run())
 
 
 if __name__ == "__main__":

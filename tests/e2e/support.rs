@@ -67,6 +67,15 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// How many hot swaps a swap test runs: `VITRINE_SWAPS` (set by
+/// `./reliability.sh --swaps`), or the CI-sized `default`.
+pub fn swaps_or(default: u64) -> u64 {
+    std::env::var("VITRINE_SWAPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn scratch() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vitrine-e2e")
 }

@@ -14,10 +14,13 @@ use std::time::Instant;
 use crate::lifecycle::{
     post, proc_status_mb, publish, rss_mb, serve_tiny_for_swaps, states, wait_until,
 };
+use crate::support::swaps_or;
 
-/// Swaps after which memory must be flat; CI-sized (`./reliability.sh`
-/// runs 100).
-const SWAPS: u64 = 30;
+/// Swaps after which memory must be flat: 30 in CI, `VITRINE_SWAPS` for
+/// `./reliability.sh --swaps 100`.
+fn swaps() -> u64 {
+    swaps_or(30).max(20)
+}
 const WARM: usize = 10;
 /// Before `malloc_trim` after each unload, RSS grew 110 -> 168 MB over 20
 /// swaps, 49 MB of it free memory malloc's arenas kept; with it, still 5-7
@@ -39,11 +42,12 @@ fn host_path_memory_stays_flat_across_thirty_swaps_on_tract() {
     swaps_keep_memory_flat("tract");
 }
 
-/// Swaps [`SWAPS`] versions of the tiny model in on the host path's
+/// Swaps [`swaps`] versions of the tiny model in on the host path's
 /// `engine`, three requests each, and bounds anonymous RSS growth after the
 /// first [`WARM`]. The heap in use (malloc's own count, `/vitrine/stats`) is
 /// printed beside it: a leak grows both, memory malloc keeps free only RSS.
 fn swaps_keep_memory_flat(engine: &str) {
+    let swaps = swaps();
     let (repo_dir, v1_dir, server, body, url) = serve_tiny_for_swaps(
         &format!("rss-{engine}"),
         &[
@@ -62,7 +66,7 @@ fn swaps_keep_memory_flat(engine: &str) {
     let mut rss = vec![rss_mb(server.pid())];
     let mut heaps = vec![heap()];
     let started = Instant::now();
-    for v in 2..=SWAPS + 1 {
+    for v in 2..=swaps + 1 {
         publish(v1, &repo.join(v.to_string()));
         wait_until(&server, &format!("version {v} replaces {}", v - 1), || {
             let s = states(&server, "m");
@@ -86,16 +90,24 @@ fn swaps_keep_memory_flat(engine: &str) {
     let last = median(&figures[figures.len() - WINDOW..]);
     let round = |v: &[f64]| v.iter().map(|f| f.round() as i64).collect::<Vec<_>>();
     eprintln!(
-        "host path on {engine}: anonymous RSS across {SWAPS} swaps ({:.0} s): first load {:.1} MB, around swap {WARM} {warm:.1} MB, over the last {WINDOW} {last:.1} MB (medians); all: {:?}; VmRSS: {:?}; heap in use (MB): {:?}",
+        "host path on {engine}: anonymous RSS across {swaps} swaps ({:.0} s): first load {:.1} MB, around swap {WARM} {warm:.1} MB, over the last {WINDOW} {last:.1} MB (medians); all: {:?}; VmRSS: {:?}; heap in use (MB): {:?}",
         started.elapsed().as_secs_f64(),
         figures[0],
         round(&figures),
         round(&rss),
         round(&heaps),
     );
+    eprintln!(
+        "RELIABILITY-SUMMARY {}",
+        serde_json::json!({"test": "swap_memory", "path": format!("host path, {engine}"),
+            "swaps": swaps, "seconds": started.elapsed().as_secs_f64(), "first_mb": figures[0],
+            "warm_mb": warm, "last_mb": last, "bound_mb": BOUND_MB,
+            "heap_first_mb": heaps[0], "heap_last_mb": heaps.last(),
+            "rss_anon_mb": round(&figures)})
+    );
     assert!(
         last <= warm + BOUND_MB,
-        "on {engine}, anonymous RSS grew from {warm:.1} MB around swap {WARM} to {last:.1} MB over the last {WINDOW} of {SWAPS} (medians): {figures:?}; heap in use (MB): {heaps:?}\n{}",
+        "on {engine}, anonymous RSS grew from {warm:.1} MB around swap {WARM} to {last:.1} MB over the last {WINDOW} of {swaps} (medians): {figures:?}; heap in use (MB): {heaps:?}\n{}",
         server.log()
     );
 }

@@ -1,5 +1,6 @@
 //! Many hot swaps under steady load, with zero failed requests: clients on
-//! REST v1, KServe v2 and gRPC run throughout while 25 versions are
+//! REST v1, KServe v2 and gRPC run throughout while 25 versions (in CI;
+//! `VITRINE_SWAPS` sets the count) are
 //! published the ways users publish them (copy-then-rename, a `.ready`
 //! marker, a slow plain copy), a broken version now and then (it must end
 //! `END` while the served one answers), and a version with its own
@@ -19,7 +20,10 @@ use crate::lifecycle::{
 };
 use crate::support::*;
 
-const SWAPS: u64 = 25;
+/// Swaps per run: 25 in CI, `VITRINE_SWAPS` for `./reliability.sh`.
+fn swaps() -> u64 {
+    swaps_or(25)
+}
 
 /// One client's record: (status, answering version) per request, in order.
 type Record = Vec<(String, Option<u64>)>;
@@ -106,7 +110,10 @@ fn publish_version(repo: &Path, v: u64, swap: u64, broken: bool) -> &'static str
     }
 }
 
-fn storm(inference: &str) {
+/// Runs the storm on `--inference=<inference>` with the server's extra
+/// `flags`; `what` names the path in the summary line.
+fn storm(what: &str, inference: &str, flags: &[&str]) {
+    let swaps = swaps();
     // Built before the clock starts: the first build takes minutes.
     top3_component();
     let repo_dir = fresh_dir(&format!("storm-{inference}"));
@@ -114,7 +121,10 @@ fn storm(inference: &str) {
     publish(&tiny_version(1), &repo.join("1"));
     let mut server = Server::spawn_with_grpc(
         "m",
-        &serve_args(repo, &[&format!("--inference={inference}")]),
+        &serve_args(
+            repo,
+            &[&[format!("--inference={inference}").as_str()], flags].concat(),
+        ),
     );
     server.wait_ready();
     let stop = Arc::new(AtomicBool::new(false));
@@ -150,7 +160,7 @@ fn storm(inference: &str) {
     ];
     let started = Instant::now();
     let (mut v, mut served, mut broken) = (1u64, 1u64, Vec::new());
-    for swap in 1..=SWAPS {
+    for swap in 1..=swaps {
         v += 1;
         if v.is_multiple_of(5) {
             let how = publish_version(repo, v, swap, true);
@@ -214,20 +224,40 @@ fn storm(inference: &str) {
         .iter()
         .flat_map(|(_, r)| r.iter().filter_map(|(_, v)| *v))
         .collect();
+    let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{inference} path: {SWAPS} swaps in {:.0} s under load, {total} requests, none failed; versions answering: {} of {}; broken versions {broken:?} ended END",
-        started.elapsed().as_secs_f64(),
+        "{what}: {swaps} swaps in {secs:.0} s under load, {total} requests, none failed; versions answering: {} of {}; broken versions {broken:?} ended END",
         seen.len(),
-        SWAPS + 1
+        swaps + 1
+    );
+    // For `./reliability.sh --swaps`, which puts the runs in RELIABILITY.md.
+    let per_client: Vec<_> = records
+        .iter()
+        .map(|(client, r)| json!({"client": client, "requests": r.len()}))
+        .collect();
+    eprintln!(
+        "RELIABILITY-SUMMARY {}",
+        json!({"test": "swap_storm", "path": what, "swaps": swaps, "seconds": secs,
+               "requests": total, "failed": 0, "versions_answering": seen.len(),
+               "broken_versions": broken, "clients": per_client})
     );
 }
 
 #[test]
-fn twenty_five_hot_swaps_under_load_fail_no_request_on_the_host_path() {
-    storm("host");
+fn hot_swaps_under_load_fail_no_request_on_the_host_path_with_onnxruntime() {
+    storm(
+        "host path, onnxruntime",
+        "host",
+        &["--native_engine=onnxruntime"],
+    );
 }
 
 #[test]
-fn twenty_five_hot_swaps_under_load_fail_no_request_on_the_guest_path() {
-    storm("guest");
+fn hot_swaps_under_load_fail_no_request_on_the_host_path_with_tract() {
+    storm("host path, tract", "host", &["--native_engine=tract"]);
+}
+
+#[test]
+fn hot_swaps_under_load_fail_no_request_on_the_guest_path() {
+    storm("guest path", "guest", &[]);
 }
