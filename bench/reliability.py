@@ -26,7 +26,6 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import random
 import socket
 import struct
@@ -38,7 +37,9 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from reliability_common import ROOT, machine, say, write_section
+from reliability_swaps import swap_runs
+
 MODEL = "hf-vit"
 PREDICT = f"/v1/models/{MODEL}:predict"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -46,33 +47,6 @@ INFER = f"/v2/models/{MODEL}/infer"
 
 # A soak's RSS may drift by this much per hour over its last 30 minutes.
 SLOPE_BOUND_MB_PER_HOUR = 10
-
-
-def write_section(path, name, lines):
-    """Puts `lines` in RELIABILITY.md between this section's markers,
-    leaving the other runs' sections as they are."""
-    begin, end = f"<!-- reliability.py: {name} -->", f"<!-- /reliability.py: {name} -->"
-    body = "\n".join([begin, *lines, end])
-    text = path.read_text() if path.exists() else "# Reliability\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + body + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    path.write_text(text)
-
-
-def say(msg):
-    print(f"[reliability {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor())
-    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
-    load = os.getloadavg()
-    return (f"{cpu}, {os.cpu_count()} vCPUs, {mem / 2**20:.0f} GiB, {platform.system()} {platform.release()}; "
-            f"load average at start {load[0]:.1f}")
 
 
 def free_port():
@@ -207,6 +181,16 @@ class Run:
         finally:
             if own:
                 conn.close()
+
+    def engine(self):
+        """The native engine the server's log says it loaded the model on."""
+        try:
+            log = (Path(self.args.work) / "server.log").read_text()
+        except OSError:
+            return "unknown"
+        found = [line.split("loaded on the ", 1)[1].split()[0] for line in log.splitlines()
+                 if "loaded on the " in line]
+        return found[0] if found else "the guest's tract" if self.args.inference == "guest" else "unknown"
 
     def now(self):
         return time.time() - self.t0
@@ -522,6 +506,7 @@ class Run:
         lines += [
             f"- Model: the {a.model} demo ViT, {a.inference} path; capacity {capacity} requests in flight "
             f"({a.instances} instances + {a.queue} queue places).",
+            f"- Engine: {self.engine()}.",
             f"- Server: `{self.command}`",
             f"- Run: `{os.environ.get('VITRINE_RELIABILITY_COMMAND') or ' '.join(sys.argv)}`",
             f"- Load: {a.clients} steady clients throughout ({a.invalid_share:.0%} invalid requests: "
@@ -660,7 +645,9 @@ class Run:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--vitrine", required=True, help="the release vitrine binary")
+    p.add_argument("--vitrine", help="the release vitrine binary")
+    p.add_argument("--swaps", type=int, default=None,
+                   help="instead of a load run: the e2e hot-swap tests with this many swaps each")
     p.add_argument("--duration", type=float, default=180,
                    help="seconds in all (default 180); 1800 or more is a soak: latency per 5 minutes, RSS every "
                         "minute and its slope over the last 30 minutes")
@@ -688,6 +675,10 @@ def main():
     args = p.parse_args()
     if args.cycle is None:
         args.cycle = args.duration if args.duration <= 900 else 600
+    if args.swaps is not None:
+        sys.exit(swap_runs(args))
+    if not args.vitrine:
+        p.error("--vitrine is required")
     run = Run(args)
     sys.exit(run.load() if args.report_only else run.run())
 
