@@ -505,7 +505,8 @@ pub struct Reference {
 
 impl Reference {
     /// HF-preprocessed logits for `images`, and onnxruntime logits on each raw
-    /// f32 tensor in `pixels`.
+    /// f32 tensor in `pixels` (scratch files from [`vitrine_pixels`], removed
+    /// once read).
     pub fn compute(model_dir: &Path, images: &[PathBuf], pixels: &[PathBuf]) -> Reference {
         let out = scratch().join(format!(
             "reference-{}-{}.json",
@@ -532,6 +533,11 @@ impl Reference {
         );
         let json = serde_json::from_slice(&std::fs::read(&out).expect("reference output"))
             .expect("reference JSON");
+        // Scratch files, read once: a cached target dir would keep every
+        // run's. The pixel files' paths stay the keys of `json`.
+        for f in pixels.iter().chain([&out]) {
+            let _ = std::fs::remove_file(f);
+        }
         Reference { json }
     }
 
