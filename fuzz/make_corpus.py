@@ -127,6 +127,7 @@ logs = [field(6, field(1, predict({"string_input": strings(*imgs)}).SerializeToS
         for imgs in ([JPEG], [b"img-a", b"img-b"])]
 write("warmup_tfrecord", "tf_serving_warmup_requests", b"".join(record(r) for r in logs))
 write("warmup_tfrecord", "one_record", record(logs[1]))
+write("warmup_tfrecord", "prediction_log", logs[0])  # one record's data, unframed
 
 # text_configs
 write("text_configs", "models.config", """model_config_list {
