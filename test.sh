@@ -19,7 +19,7 @@ if ! .venv/bin/python -c 'import numpy, PIL, onnxruntime, transformers, kubernet
 fi
 
 # TF Serving's official Python stubs, without the TensorFlow they depend on
-# only for TensorFlow's own protos (the test supplies those from host/proto).
+# only for TensorFlow's own protos (the test supplies those from wire/proto).
 if ! .venv/bin/python -c 'import tensorflow_serving.apis' 2>/dev/null; then
     step "installing tensorflow-serving-api (without TensorFlow) into .venv"
     .venv/bin/pip install --disable-pip-version-check --progress-bar off --no-deps tensorflow-serving-api

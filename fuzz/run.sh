@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Short, bounded runs of every fuzz target from its seed corpus (CI calls
-# this). Usage: fuzz/run.sh [seconds per target, default 60]
+# this). Usage: fuzz/run.sh [seconds per target, default 40] [target...]
+# The targets are fuzz/Cargo.toml's [[bin]]s, in its order; name some to
+# run only those.
 # A crash stops the run and leaves the input in fuzz/artifacts/<target>/;
 # turn it into a regression test before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")"
-secs="${1:-60}"
+secs="${1:-40}"
+shift || true
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  mapfile -t targets < <(awk '/^\[\[bin\]\]/ { bin = 1 } bin && /^name = / { gsub(/"/, "", $3); print $3; bin = 0 }' Cargo.toml)
+fi
 if ! command -v cargo-fuzz >/dev/null; then
   echo "==> installing cargo-fuzz (once, a few minutes)"
   cargo install cargo-fuzz --locked
@@ -16,7 +24,7 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vitrine-target}/fuzz"
 echo "==> building the fuzz targets with AddressSanitizer (cached in $CARGO_TARGET_DIR)"
 cargo fuzz build
-for target in rest_request preprocess; do
+for target in "${targets[@]}"; do
   # New inputs go to a scratch dir; the committed seeds stay as they are.
   scratch=$(mktemp -d)
   echo "==> fuzzing $target for ${secs}s"

@@ -1,6 +1,6 @@
 //! Builds the ViT component for `wasm32-wasip2` and hands its path to the
 //! host, which embeds it: `vitrine` is one self-contained binary. Also
-//! generates the gRPC types and services from `proto/`.
+//! generates the gRPC services from `wire/proto`.
 //!
 //! Set `VITRINE_COMPONENT_WASM` to a prebuilt component to skip the nested build.
 
@@ -20,30 +20,30 @@ fn main() {
     compile_protos();
 }
 
-/// TF Serving's services and config files, compiled by protox (pure Rust,
-/// so no `protoc` is needed on any machine) into tonic servers and prost
-/// types, and the descriptor set the config files' text format is read with.
+/// TF Serving's gRPC services, compiled by protox (pure Rust, so no
+/// `protoc` is needed on any machine) from `wire/proto` into tonic servers
+/// over the message types of `vitrine-wire`, which compiles the same files.
 fn compile_protos() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("proto");
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("../wire/proto");
     println!("cargo:rerun-if-changed={}", root.display());
     let files = [
         "tensorflow_serving/apis/prediction_service.proto",
         "tensorflow_serving/apis/model_service.proto",
-        "tensorflow_serving/config/monitoring_config.proto",
-        "tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
-        "vitrine/config.proto",
     ];
     let descriptors = protox::compile(files, [&root])
         .unwrap_or_else(|e| panic!("the protos under {} do not compile: {e:?}", root.display()));
-    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    std::fs::write(
-        out_dir.join("file_descriptor_set.bin"),
-        prost::Message::encode_to_vec(&descriptors),
-    )
-    .unwrap_or_else(|e| panic!("cannot write the descriptor set: {e}"));
-    tonic_prost_build::configure()
+    let mut config = tonic_prost_build::configure()
         .build_client(false)
-        .build_server(true)
+        .build_server(true);
+    // Every message is vitrine-wire's; only the services are generated here.
+    for package in ["tensorflow", "vitrine"] {
+        config = config.extern_path(
+            format!(".{package}"),
+            format!("::vitrine_wire::proto::{package}"),
+        );
+    }
+    config
         .compile_fds(descriptors)
         .unwrap_or_else(|e| panic!("cannot generate the gRPC code: {e}"));
 }

@@ -14,10 +14,11 @@
 //!   warm instances, `wasi:nn` for the guest, pre-initialization.
 //! - [`engines`]: native engines that run a version's graph, and the batcher
 //!   that feeds them.
-//! - [`config`]: flags (in TF Serving's names), limits, and the protobuf text
-//!   format of TF Serving's config files.
+//! - [`config`]: flags (in TF Serving's names) and limits; TF Serving's config
+//!   files are read in their protobuf text format by `vitrine-wire`.
 //! - [`metrics`]: Prometheus counters and gauges, recorded by every room.
-//! - [`proto`]: TF Serving's protobuf types, generated from `host/proto`.
+//! - [`proto`]: TF Serving's protobuf types (`vitrine-wire`) and the gRPC
+//!   services generated over them from `wire/proto`.
 //! - [`server`]: `vitrine serve`, which wires the rooms together.
 //! - [`tools`]: the other subcommands (demo model, native benchmark).
 

@@ -20,9 +20,6 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, TextEncoder,
 };
 
-use crate::config::textproto;
-use crate::proto::tensorflow::serving as tfs;
-
 /// TF Serving's default metrics path.
 pub const DEFAULT_PATH: &str = "/monitoring/prometheus/metrics";
 
@@ -280,8 +277,7 @@ impl Monitoring {
     /// a config that does not say `enable: true` turns metrics off, and an
     /// empty path means the default one.
     pub fn parse(text: &str) -> anyhow::Result<Monitoring> {
-        let config =
-            textproto::parse::<tfs::MonitoringConfig>("tensorflow.serving.MonitoringConfig", text)?;
+        let config = vitrine_wire::textproto::monitoring_config(text)?;
         let Some(prometheus) = config.prometheus_config.filter(|p| p.enable) else {
             return Ok(Monitoring { path: None });
         };

@@ -1,7 +1,7 @@
 """A TF Serving gRPC client, as a user would write one, for the e2e tests.
 
 Stubs are generated at run time with grpcio-tools from the server's own
-.proto files (host/proto), into a temporary folder; gRPC health uses the
+.proto files (wire/proto), into a temporary folder; gRPC health uses the
 official grpcio-health-checking stubs. Each scenario prints one JSON object
 with what the server answered; the Rust test asserts on it.
 
@@ -19,11 +19,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PROTO_ROOT = ROOT / "host" / "proto"
+PROTO_ROOT = ROOT / "wire" / "proto"
 
 
 def generate_stubs(under=("",)):
-    """Compiles the .proto files in host/proto's folders `under` into a temp dir at
+    """Compiles the .proto files in wire/proto's folders `under` into a temp dir at
     the front of sys.path, as regular packages: they shadow any installed
     package of the same name (such as tensorflow-serving-api's)."""
     from grpc_tools import protoc

@@ -4,7 +4,7 @@ against Vitrine's gRPC API.
 tensorflow-serving-api depends on all of TensorFlow only for TensorFlow's own
 message types (TensorProto, Example, SignatureDef, ...). It is installed
 without its dependencies, and those few TensorFlow protos come from
-host/proto instead; every tensorflow_serving module, the service stubs and
+wire/proto instead; every tensorflow_serving module, the service stubs and
 the PredictRequest, ModelSpec, ... messages, is the official package's.
 
     official_client.py --addr HOST:PORT --image FILE

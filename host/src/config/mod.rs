@@ -3,12 +3,11 @@
 //!
 //! - [`cli`]: flags, in TF Serving's names.
 //! - [`limits`]: limits on hostile input and slow clients, from the flags.
-//! - [`textproto`]: protobuf's text format, for TF Serving's config files
-//!   (prost-reflect against `host/proto`).
+//!
+//! The config files' text format is read by `vitrine_wire::textproto`.
 
 pub mod cli;
 pub mod limits;
-pub mod textproto;
 
 /// The machine's cores: the default for every "0 = one per core" flag.
 pub fn cores() -> usize {

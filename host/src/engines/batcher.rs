@@ -13,10 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::textproto;
 use crate::engines::{Engine, RunStats};
-use crate::proto::tensorflow::serving as tfs;
-use crate::proto::vitrine::config::BareBatchingParameters;
 use anyhow::{Context, bail};
 
 /// `--batching_parameters_file`, with TF Serving's defaults for what it omits.
@@ -59,36 +56,17 @@ impl BatchingParameters {
     /// TF Serving writes them (`max_batch_size { value: 32 }`) or, one form
     /// throughout a file, bare (`max_batch_size: 32`).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let fields = match textproto::parse::<tfs::BatchingParameters>(
-            "tensorflow.serving.BatchingParameters",
-            text,
-        ) {
-            Ok(w) => BareBatchingParameters {
-                max_batch_size: w.max_batch_size,
-                batch_timeout_micros: w.batch_timeout_micros,
-                max_enqueued_batches: w.max_enqueued_batches,
-                num_batch_threads: w.num_batch_threads,
-                allowed_batch_sizes: w.allowed_batch_sizes,
-                ..Default::default()
-            },
-            Err(wrapped) => textproto::parse::<BareBatchingParameters>(
-                "vitrine.config.BareBatchingParameters",
-                text,
-            )
-            .map_err(|bare| {
-                // The form that read further is the one the file is in.
-                let e = if bare.offset > wrapped.offset { bare } else { wrapped };
-                match &e.unknown_field {
-                    Some((field, _)) => anyhow::anyhow!(
-                        "line {}:{}: unknown batching parameter {field:?}; known: max_batch_size, batch_timeout_micros, \
-                         max_enqueued_batches, num_batch_threads, allowed_batch_sizes",
-                        e.line,
-                        e.column
-                    ),
-                    None => anyhow::anyhow!(e),
-                }
-            })?,
-        };
+        let fields = vitrine_wire::textproto::batching_parameters(text).map_err(|e| {
+            match &e.unknown_field {
+                Some((field, _)) => anyhow::anyhow!(
+                    "line {}:{}: unknown batching parameter {field:?}; known: max_batch_size, batch_timeout_micros, \
+                     max_enqueued_batches, num_batch_threads, allowed_batch_sizes",
+                    e.line,
+                    e.column
+                ),
+                None => anyhow::anyhow!(e),
+            }
+        })?;
         let number = |name: &str, value: i64| {
             u64::try_from(value)
                 .with_context(|| format!("{name} must be a non-negative integer, got {value}"))

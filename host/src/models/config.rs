@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::config::textproto;
 use crate::proto::tensorflow::serving as tfs;
 
 /// Which versions of a model to serve, as TF Serving's
@@ -101,11 +100,7 @@ const PLATFORMS: [&str; 2] = ["tensorflow", "onnx"];
 /// naming the line or the model and field, so a bad config is refused as a
 /// whole.
 pub fn parse(text: &str) -> anyhow::Result<Vec<ModelConfig>> {
-    let config = textproto::parse::<tfs::ModelServerConfig>(
-        "tensorflow.serving.ModelServerConfig",
-        text,
-    )
-    .map_err(|e| match &e.unknown_field {
+    let config = vitrine_wire::textproto::model_server_config(text).map_err(|e| match &e.unknown_field {
         Some((field, message)) => {
             let advice = match message.as_str() {
                 "ModelServerConfig" => format!(

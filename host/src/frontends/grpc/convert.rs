@@ -17,6 +17,7 @@ use crate::routing::{Code, Failure, Forward};
 
 use crate::proto::tensorflow::serving::{self as tfs, ModelSpec, model_spec};
 use crate::proto::tensorflow::{self as tf, DataType, TensorProto, TensorShapeProto};
+use vitrine_wire::grpc::{self, InputNames, PredictInput};
 
 /// The model and version a `ModelSpec` names, with its signature checked.
 pub(super) fn target(spec: Option<&ModelSpec>) -> Result<(String, VersionSelector), Status> {
@@ -121,79 +122,18 @@ impl V2Input {
 
 /// The input tensor of a PredictRequest as a v2 input.
 pub(super) fn predict_input(inputs: &HashMap<String, TensorProto>) -> Result<V2Input, Status> {
-    let mut entries = inputs.iter();
-    let (Some((name, tensor)), None) = (entries.next(), entries.next()) else {
-        return Err(Status::invalid_argument(format!(
-            "expected one input, {INPUT_NAME} (DT_STRING, encoded images) or {PIXELS_INPUT} (DT_FLOAT [N,3,H,W]); got {}",
-            inputs.len()
-        )));
+    let names = InputNames {
+        images: INPUT_NAME,
+        pixels: PIXELS_INPUT,
     };
-    let dtype = DataType::try_from(tensor.dtype).unwrap_or(DataType::DtInvalid);
-    let dims: Vec<i64> = tensor
-        .tensor_shape
-        .as_ref()
-        .map(|s| s.dim.iter().map(|d| d.size).collect())
-        .unwrap_or_default();
-    match name.as_str() {
-        INPUT_NAME => {
-            if dtype != DataType::DtString {
-                return Err(Status::invalid_argument(format!(
-                    "input {INPUT_NAME} must be DT_STRING (encoded images in string_val), got {}",
-                    dtype.as_str_name()
-                )));
-            }
-            if tensor.string_val.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "input {INPUT_NAME} holds no images; put each image's bytes in string_val"
-                )));
-            }
-            let declared: i64 = dims.iter().product();
-            if !dims.is_empty() && declared != tensor.string_val.len() as i64 {
-                return Err(Status::invalid_argument(format!(
-                    "input {INPUT_NAME} has shape {dims:?} but holds {} images",
-                    tensor.string_val.len()
-                )));
-            }
-            Ok(V2Input::images(
-                tensor.string_val.iter().map(|b| b.as_slice()),
-            ))
-        }
-        PIXELS_INPUT => {
-            if dtype != DataType::DtFloat {
-                return Err(Status::invalid_argument(format!(
-                    "input {PIXELS_INPUT} must be DT_FLOAT, got {}",
-                    dtype.as_str_name()
-                )));
-            }
-            let shape: Vec<usize> = dims
-                .iter()
-                .map(|d| usize::try_from(*d))
-                .collect::<Result<_, _>>()
-                .map_err(|_| {
-                    Status::invalid_argument(format!(
-                        "input {PIXELS_INPUT} needs a known shape [N,3,H,W], got {dims:?}"
-                    ))
-                })?;
-            // tensor_content is already little-endian f32, as v2 wants it.
-            let data = if tensor.tensor_content.is_empty() {
-                tensor
-                    .float_val
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect()
-            } else {
-                tensor.tensor_content.clone()
-            };
-            Ok(V2Input {
-                name: PIXELS_INPUT,
-                datatype: "FP32",
-                shape,
-                data,
-            })
-        }
-        other => Err(Status::invalid_argument(format!(
-            "input tensor alias not found in signature: {other}. Inputs expected to be in the set {{{INPUT_NAME}}} (or {PIXELS_INPUT} for preprocessed pixels)"
-        ))),
+    match grpc::predict_input(inputs, names).map_err(Status::invalid_argument)? {
+        PredictInput::Images(images) => Ok(V2Input::images(images.into_iter())),
+        PredictInput::Pixels { shape, data } => Ok(V2Input {
+            name: PIXELS_INPUT,
+            datatype: "FP32",
+            shape,
+            data,
+        }),
     }
 }
 
@@ -297,52 +237,7 @@ impl From<V2Output> for TensorProto {
 /// The image in each example: the bytes feature named after the signature's
 /// input, or an example's only bytes feature; the context is searched too.
 pub(super) fn example_images(input: Option<&tfs::Input>) -> Result<Vec<&[u8]>, Status> {
-    use tfs::input::Kind;
-    let (examples, context) = match input.and_then(|i| i.kind.as_ref()) {
-        Some(Kind::ExampleList(list)) => (&list.examples, None),
-        Some(Kind::ExampleListWithContext(list)) => (&list.examples, list.context.as_ref()),
-        None => {
-            return Err(Status::invalid_argument(
-                "input holds no examples; send an example_list whose examples carry the image bytes",
-            ));
-        }
-    };
-    if examples.is_empty() {
-        return Err(Status::invalid_argument("input.example_list is empty"));
-    }
-    examples
-        .iter()
-        .enumerate()
-        .map(|(i, example)| {
-            example_image(example)
-                .or_else(|| context.and_then(example_image))
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "example {i} has no image: give it one bytes feature \"{INPUT_NAME}\" holding the encoded image"
-                    ))
-                })
-        })
-        .collect()
-}
-
-pub(super) fn example_image(example: &tf::Example) -> Option<&[u8]> {
-    fn single(f: &tf::Feature) -> Option<&[u8]> {
-        match &f.kind {
-            Some(tf::feature::Kind::BytesList(list)) if list.value.len() == 1 => {
-                Some(list.value[0].as_slice())
-            }
-            _ => None,
-        }
-    }
-    let features = &example.features.as_ref()?.feature;
-    if let Some(f) = features.get(INPUT_NAME) {
-        return single(f);
-    }
-    let mut candidates = features.values().filter_map(single);
-    match (candidates.next(), candidates.next()) {
-        (Some(image), None) => Some(image),
-        _ => None,
-    }
+    grpc::example_images(input, INPUT_NAME).map_err(Status::invalid_argument)
 }
 
 /// Triton's classification string `"score:index:label"` as a class.

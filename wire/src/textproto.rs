@@ -1,7 +1,9 @@
 //! Protobuf's text format, the format of TF Serving's config files, read by
 //! prost-reflect against the descriptors `build.rs` compiles from
-//! `host/proto`: a file is read exactly as its schema says, into the same
-//! prost types the gRPC API uses.
+//! `wire/proto`: a file is read exactly as its schema says, into the same
+//! prost types the gRPC API uses. [`model_server_config`],
+//! [`batching_parameters`] and [`monitoring_config`] are the three files the
+//! server reads; what their fields mean is the host's business.
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -9,6 +11,8 @@ use std::sync::LazyLock;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::tensorflow::serving as tfs;
+use crate::proto::vitrine::config::BareBatchingParameters;
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("build.rs writes a valid descriptor set")
@@ -44,7 +48,7 @@ pub fn parse<M: prost::Message + Default>(
     text: &str,
 ) -> Result<M, TextFormatError> {
     let Some(desc) = POOL.get_message_by_name(full_name) else {
-        unreachable!("{full_name} is not compiled from host/proto");
+        unreachable!("{full_name} is not compiled from wire/proto");
     };
     let message = DynamicMessage::parse_text_format(desc, text).map_err(|e| located(&e, text))?;
     message.transcode_to::<M>().map_err(|e| TextFormatError {
@@ -54,6 +58,45 @@ pub fn parse<M: prost::Message + Default>(
         unknown_field: None,
         offset: 0,
     })
+}
+
+/// `--model_config_file`.
+pub fn model_server_config(text: &str) -> Result<tfs::ModelServerConfig, TextFormatError> {
+    parse("tensorflow.serving.ModelServerConfig", text)
+}
+
+/// `--monitoring_config_file`.
+pub fn monitoring_config(text: &str) -> Result<tfs::MonitoringConfig, TextFormatError> {
+    parse("tensorflow.serving.MonitoringConfig", text)
+}
+
+/// `--batching_parameters_file`: TF Serving's `BatchingParameters`, fields
+/// wrapped as TF Serving writes them (`max_batch_size { value: 32 }`) or,
+/// one form throughout a file, bare (`max_batch_size: 32`). Either comes
+/// back in the bare form; a file in neither gets the error of the form that
+/// read further, which is the one the file is in.
+pub fn batching_parameters(text: &str) -> Result<BareBatchingParameters, TextFormatError> {
+    match parse::<tfs::BatchingParameters>("tensorflow.serving.BatchingParameters", text) {
+        Ok(w) => Ok(BareBatchingParameters {
+            max_batch_size: w.max_batch_size,
+            batch_timeout_micros: w.batch_timeout_micros,
+            max_enqueued_batches: w.max_enqueued_batches,
+            num_batch_threads: w.num_batch_threads,
+            allowed_batch_sizes: w.allowed_batch_sizes,
+            ..Default::default()
+        }),
+        Err(wrapped) => {
+            parse::<BareBatchingParameters>("vitrine.config.BareBatchingParameters", text).map_err(
+                |bare| {
+                    if bare.offset > wrapped.offset {
+                        bare
+                    } else {
+                        wrapped
+                    }
+                },
+            )
+        }
+    }
 }
 
 fn located(e: &prost_reflect::text_format::ParseError, text: &str) -> TextFormatError {
@@ -128,5 +171,32 @@ mod tests {
             assert!(prometheus.enable, "{text}");
             assert_eq!(prometheus.path, "/m", "{text}");
         }
+    }
+
+    #[test]
+    fn batching_parameters_read_both_forms_and_blame_the_one_used() {
+        let wrapped = batching_parameters("max_batch_size { value: 8 } allowed_batch_sizes: 8")
+            .expect("wrapped");
+        let bare = batching_parameters("max_batch_size: 8 allowed_batch_sizes: [8]").expect("bare");
+        assert_eq!(wrapped, bare);
+        assert_eq!(bare.max_batch_size, Some(8));
+        // Bare form up to line 2: the bare parser read further, so its error wins.
+        let e = batching_parameters("max_batch_size: 8\nbatch_timeout: 1").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert_eq!(
+            e.unknown_field.map(|f| f.0).as_deref(),
+            Some("batch_timeout")
+        );
+    }
+
+    #[test]
+    fn seeds_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/text_configs");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).expect(name);
+        let models = model_server_config(&read("models.config")).expect("models.config");
+        assert!(models.config.is_some());
+        batching_parameters(&read("batching_parameters.txt")).expect("wrapped");
+        batching_parameters(&read("batching_bare.txt")).expect("bare");
+        monitoring_config(&read("monitoring.config")).expect("monitoring");
     }
 }
