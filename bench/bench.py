@@ -132,6 +132,9 @@ def prepare(args, work):
     if not (model_dir / "model.onnx").is_file():
         say("writing the ViT-B/16 demo model")
         subprocess.run([args.vitrine, "demo-model", "--size", "base", "--out", model_dir], check=True)
+    # Published as TF Serving users publish (README, "Model folders"): with the
+    # marker a start does not wait a second for the files to stop changing.
+    (model_dir / ".ready").touch()
     say("compiling the component once, so start-up times exclude Cranelift")
     subprocess.run([args.vitrine, "compile"], check=True, capture_output=True)
 
@@ -162,11 +165,16 @@ def per_request(args, work, base, body, body_file, scale):
                    capture_output=True)
     preinit_s = time.perf_counter() - started
     say("compiling the pre-initialized component once, so start-up times exclude Cranelift")
-    subprocess.run([args.vitrine, "compile", "--component", snapshot], check=True, capture_output=True)
+    # It prints the cached file's path.
+    cwasm = Path(subprocess.run([args.vitrine, "compile", "--component", snapshot], check=True,
+                                capture_output=True, text=True).stdout.strip().splitlines()[-1])
     common = ["--max_requests_per_instance=1", "--tensorflow_inter_op_parallelism=1"]
+    snapshot_flags = ["--inference=guest", f"--component={snapshot}", *common]
     configs = [
         ("guest path, model loaded per instance", ["--inference=guest", *common]),
-        ("guest path, pre-initialized component", ["--inference=guest", f"--component={snapshot}", *common]),
+        ("guest path, pre-initialized component", snapshot_flags),
+        # What the warm-up inference on each instance costs the start.
+        ("guest path, pre-initialized component, no warm-up inference", [*snapshot_flags, "--enable_model_warmup=false"]),
         ("host path, graph shared natively", ["--inference=host", *common]),
     ]
     runs = []
@@ -178,7 +186,17 @@ def per_request(args, work, base, body, body_file, scale):
         say(f"vitrine {label}, instance per request: oha -c 1 -n {n}")
         r = oha(args.oha, server.url, body_file, 1, n, timeout=1800)
         runs.append({"path": label, "flags": flags, "first_predict_s": ready, "peak_rss_mb": server.stop(), "run": r})
-    return {"preinit_s": preinit_s, "component_mb": snapshot.stat().st_size / 2**20, "runs": runs}
+    return {"preinit_s": preinit_s, "component_mb": snapshot.stat().st_size / 2**20,
+            "model_mb": (base / "1/model.onnx").stat().st_size / 2**20,
+            "cwasm_mb": cwasm.stat().st_size / 2**20,
+            # Less than its size where the memory image's zero pages are holes.
+            "cwasm_disk_mb": cwasm.stat().st_blocks * 512 / 2**20, "runs": runs}
+
+
+def bare_onnxruntime(model, iters, scale, threads):
+    return run_json([sys.executable, ROOT / "bench/ort_bare.py", "--model", model, "--threads", str(threads),
+                     "--iterations", str(iters), "--concurrency", *map(str, CONCURRENCY),
+                     "--per-client", str(max(1, int(4 * scale)))], 1800)
 
 
 def main():
@@ -204,13 +222,19 @@ def main():
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        write_report(Path(args.out), json.loads((work / "results.json").read_text()))
+        write_report(Path(args.out), last_results(work))
         return
     scale = 0.25 if args.quick else 1.0
     if args.per_request_only:
-        results = json.loads((work / "results.json").read_text())
+        results = last_results(work)
         base, body, body_file = prepare(args, work)
+        # Its ratios against bare onnxruntime measured in this run, not the last.
+        say("onnxruntime bare, 2 threads (the per-request section's reference)")
+        reference = bare_onnxruntime(base / "1/model.onnx", max(5, int(20 * scale)), scale, 2)
         results["per_request"] = per_request(args, work, base, body, body_file, scale)
+        results["per_request"]["reference"] = reference
+        results["per_request"]["machine"] = machine()
+        results["per_request"]["date"] = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
         (work / "results.json").write_text(json.dumps(results, indent=1))
         write_report(Path(args.out), results)
         say(f"wrote {args.out}")
@@ -219,14 +243,12 @@ def main():
     model_dir = base / "1"
     model = model_dir / "model.onnx"
 
-    results = {"bare": [], "served": [], "load_average_start": load_average()}
+    results = {"bare": [], "served": [], "load_average_start": load_average(), "machine": machine(),
+               "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"}
     iters = max(5, int(20 * scale))
     for threads in (2, 1):
         say(f"onnxruntime bare, {threads} thread(s)")
-        r = run_json([sys.executable, ROOT / "bench/ort_bare.py", "--model", model, "--threads", str(threads),
-                      "--iterations", str(iters), "--concurrency", *map(str, CONCURRENCY),
-                      "--per-client", str(max(1, int(4 * scale)))], 1800)
-        results["bare"].append(r)
+        results["bare"].append(bare_onnxruntime(model, iters, scale, threads))
     for threads in (2, 1):
         say(f"tract native bare, {threads} thread(s)")
         r = run_json([args.vitrine, "bench-native", "--model", model_dir, "--threads", str(threads),
@@ -254,7 +276,7 @@ def main():
     ]
     if args.only:
         configs = [c for c in configs if any(o == c[0] for o in args.only)]
-        old = json.loads((work / "results.json").read_text()) if (work / "results.json").is_file() else {}
+        old = last_results(work)
         results["served"] = [s for s in old.get("served", []) if s["path"] not in {c[0] for c in configs}]
         results["per_request"] = old.get("per_request")
     for label, flags, speed in configs:
@@ -281,6 +303,17 @@ def main():
     say(f"wrote {args.out}")
 
 
+def last_results(work):
+    """The last run's results: its results.json, else (on a new machine) the
+    raw results BENCHMARKS.md carries."""
+    saved = work / "results.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    report = (ROOT / "BENCHMARKS.md").read_text()
+    start = report.index("## Raw results")
+    return json.loads(report[report.index("```json", start) + 7:report.index("```", report.index("```json", start) + 7)])
+
+
 def fmt(x, unit=""):
     return "-" if x is None else f"{x:.0f}{unit}" if x >= 100 else f"{x:.1f}{unit}" if x >= 10 else f"{x:.2f}{unit}"
 
@@ -297,8 +330,8 @@ def write_report(out, results):
         "",
         "Written by `./bench.sh` (bench/bench.py); do not edit by hand — notes below come from `bench/NOTES.md`.",
         "",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit `{rev}`",
-        f"- Machine: {machine()}; load average {results.get('load_average_start', '?')} at the start (other work on the machine skews every figure)",
+        f"- Date: {results.get('date', 'not recorded')}; report written at commit `{rev}`",
+        f"- Machine: {results.get('machine', 'not recorded')}; load average {results.get('load_average_start', '?')} at the start (other work on the machine skews every figure)",
         "- Model: the ViT-B/16 demo model (google/vit-base-patch16-224's architecture, seeded random weights), fp32, one `model.onnx` file for every engine.",
         "- Served runs: the blog's request (one COCO JPEG, URL-safe base64 in JSON) to `POST /v1/models/hf-vit:predict`, sent by `oha` from its own process over loopback, bounded by request count (and a time limit).",
         "- The host path's onnxruntime engine loads the same wheel's `libonnxruntime.so` as the bare onnxruntime rows (`--onnxruntime_library`).",
@@ -375,6 +408,21 @@ def write_report(out, results):
     pr = results.get("per_request")
     if pr and guest:
         warm_guest = guest["runs"]["1"]["p50_ms"]
+        pr_ref = pr.get("reference", {}).get("p50_ms", ref_p50)
+        # Only against warm instances measured in the same run.
+        def vs_warm(p50):
+            return "-" if "date" in pr else f"{p50 / warm_guest:.2f}x"
+        sizes = ""
+        if pr.get("cwasm_mb"):
+            sizes = (f" It is {pr['component_mb'] / pr['model_mb']:.2f}x the {pr['model_mb']:.0f} MB `model.onnx`; "
+                     f"compiled, its `.cwasm` is {pr['cwasm_mb']:.0f} MB ({pr['cwasm_disk_mb']:.0f} MB on disk): the "
+                     "memory image wasmtime maps copy-on-write into every instance, zero gaps included.")
+        reference = ("bare onnxruntime (2 threads) measured in the same run as this section "
+                     f"({fmt(pr_ref)} ms p50)" if "reference" in pr else "bare onnxruntime (2 threads) above")
+        if "date" in pr:
+            reference += (f". This section was measured on its own (`./bench.sh --per-request-only`), "
+                          f"{pr['date']}, on {pr['machine']}; so no ratio against the warm guest "
+                          "instances above, which ran on another")
         lines += [
             "## Instance per request (Spin's model)",
             "",
@@ -382,7 +430,8 @@ def write_report(out, results):
             "--max_requests_per_instance=1` does the same (a fresh instance per request, instantiated on the "
             "request's time). With the plain component every request loads and optimises the model again; the "
             f"pre-initialized component (`vitrine preinit`, {pr['component_mb']:.0f} MB, written in "
-            f"{pr['preinit_s']:.0f} s) starts every instance with it in memory. c=1.",
+            f"{pr['preinit_s']:.0f} s) starts every instance with it in memory.{sizes} c=1; ratios against "
+            f"{reference}. Start to first predict is from exec to the first 200, on a warm cache.",
             "",
             "| path | p50 ms | p99 ms | vs onnxruntime (2 threads) | vs warm guest instances | errors | peak RSS MB | start to first predict s |",
             "|---|---|---|---|---|---|---|---|",
@@ -390,8 +439,8 @@ def write_report(out, results):
         for s in pr["runs"]:
             r = s["run"]
             lines.append(f"| {s['path']} (`{' '.join(f for f in s['flags'] if not f.startswith('--component'))}`) | "
-                         f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['p50_ms'] / ref_p50:.2f}x | "
-                         f"{r['p50_ms'] / warm_guest:.2f}x | {r['errors']} | {fmt(s['peak_rss_mb'])} | {s['first_predict_s']:.1f} |")
+                         f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['p50_ms'] / pr_ref:.2f}x | "
+                         f"{vs_warm(r['p50_ms'])} | {r['errors']} | {fmt(s['peak_rss_mb'])} | {s['first_predict_s']:.1f} |")
         lines += [""]
     notes = ROOT / "bench/NOTES.md"
     if notes.is_file():

@@ -80,6 +80,11 @@ req = predict({"pixel_values": tensor_pb2.TensorProto(
 req.model_spec.version_label = "stable"
 req.output_filter.extend(["label", "probabilities"])
 write("grpc_predict", "predict_pixels_floats.bin", req.SerializeToString())
+# The campaign's finding: a shape whose product overflows i64 wrapped to 1
+# and "matched" one image (regression test refuses_a_shape_whose_product_overflows).
+req = predict({"string_input": tensor_pb2.TensorProto(
+    dtype=types_pb2.DT_STRING, tensor_shape=shape(3, -6_148_914_691_236_517_205), string_val=[JPEG])})
+write("grpc_predict", "refused_predict_overflowing_shape.bin", req.SerializeToString())
 creq = classification_pb2.ClassificationRequest()
 creq.model_spec.name = "hf-vit"
 creq.input.example_list.examples.extend([example(string_input=JPEG), example(image=PNG)])

@@ -295,8 +295,13 @@ fn wasmtime_serve_runs_the_plain_and_the_preinitialized_component_like_the_host(
     same_answers(&host, &plain, "plain build");
     drop(plain);
 
-    // The snapshot needs no files and no environment.
-    let preinit = WasmtimeServe::start(&bin, &preinitialized_component(), &[]);
+    // The snapshot needs no files and no environment; the option is the one
+    // README gives for sharing its heap copy-on-write between instances.
+    let preinit = WasmtimeServe::start(
+        &bin,
+        &preinitialized_component(),
+        &["-Omemory-guaranteed-dense-image-size=2147483648".into()],
+    );
     probes(&preinit, true, "pre-initialized build");
     same_answers(&host, &preinit, "pre-initialized build");
 }

@@ -268,7 +268,14 @@ mod tests {
             let path = entry.expect("entry").path();
             let bytes = std::fs::read(&path).expect("seed");
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if name.starts_with("predict") {
+            if name.starts_with("refused_") {
+                // A fuzzing finding kept as a seed: it must stay refused.
+                let req = PredictRequest::decode(&bytes[..]).expect("a PredictRequest");
+                assert!(
+                    predict_input(&req.inputs, NAMES).is_err(),
+                    "{name} was accepted"
+                );
+            } else if name.starts_with("predict") {
                 let req = PredictRequest::decode(&bytes[..]).expect("a PredictRequest");
                 predict_input(&req.inputs, NAMES).unwrap_or_else(|e| panic!("{name}: {e}"));
             } else {
