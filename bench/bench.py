@@ -310,8 +310,8 @@ def last_results(work):
     if saved.is_file():
         return json.loads(saved.read_text())
     report = (ROOT / "BENCHMARKS.md").read_text()
-    start = report.index("## Raw results")
-    return json.loads(report[report.index("```json", start) + 7:report.index("```", report.index("```json", start) + 7)])
+    start = report.index("```json\n", report.index("## Raw results")) + len("```json\n")
+    return json.loads(report[start:report.index("```", start)])
 
 
 def fmt(x, unit=""):

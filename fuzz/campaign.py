@@ -120,10 +120,11 @@ def main():
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("targets", nargs="*", help="default: every [[bin]] of fuzz/Cargo.toml")
     args = p.parse_args()
-    names = args.targets or targets()
-    unknown = set(names) - set(targets())
+    known = targets()
+    names = args.targets or known
+    unknown = set(names) - set(known)
     if unknown:
-        sys.exit(f"unknown targets {sorted(unknown)}; fuzz/Cargo.toml has {targets()}")
+        sys.exit(f"unknown targets {sorted(unknown)}; fuzz/Cargo.toml has {known}")
     if not args.no_build:
         build()
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -9,6 +9,21 @@ use std::collections::HashMap;
 use crate::proto::tensorflow::serving as tfs;
 use crate::proto::tensorflow::{self as tf, DataType, TensorProto};
 
+/// A known-rank shape of unnamed dimensions, as every tensor the server
+/// sends (and its tests build) carries.
+pub fn shape(dims: impl IntoIterator<Item = i64>) -> tf::TensorShapeProto {
+    tf::TensorShapeProto {
+        dim: dims
+            .into_iter()
+            .map(|size| tf::tensor_shape_proto::Dim {
+                size,
+                name: String::new(),
+            })
+            .collect(),
+        unknown_rank: false,
+    }
+}
+
 /// The signature's input names, which the component owns.
 #[derive(Debug, Clone, Copy)]
 pub struct InputNames<'a> {
@@ -161,7 +176,6 @@ pub fn example_image<'a>(example: &'a tf::Example, input_name: &str) -> Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::tensorflow::TensorShapeProto;
     use crate::proto::tensorflow::serving::{ClassificationRequest, PredictRequest};
     use prost::Message;
 
@@ -173,16 +187,7 @@ mod tests {
     fn tensor(dtype: DataType, dims: &[i64]) -> TensorProto {
         TensorProto {
             dtype: dtype as i32,
-            tensor_shape: Some(TensorShapeProto {
-                dim: dims
-                    .iter()
-                    .map(|d| tf::tensor_shape_proto::Dim {
-                        size: *d,
-                        name: String::new(),
-                    })
-                    .collect(),
-                unknown_rank: false,
-            }),
+            tensor_shape: Some(shape(dims.iter().copied())),
             ..Default::default()
         }
     }

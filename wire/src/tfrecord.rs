@@ -187,7 +187,7 @@ pub fn predict_log_images<'a>(record: &'a [u8], input_name: &str) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::tensorflow::{self as tf, DataType, TensorProto};
+    use crate::proto::tensorflow::{DataType, TensorProto};
     use prost::Message;
 
     /// A `PredictionLog` as TF Serving writes one, by hand: its logging
@@ -203,13 +203,7 @@ mod tests {
                 "string_input".to_string(),
                 TensorProto {
                     dtype: DataType::DtString as i32,
-                    tensor_shape: Some(tf::TensorShapeProto {
-                        dim: vec![tf::tensor_shape_proto::Dim {
-                            size: images.len() as i64,
-                            name: String::new(),
-                        }],
-                        unknown_rank: false,
-                    }),
+                    tensor_shape: Some(crate::grpc::shape([images.len() as i64])),
                     string_val: images.iter().map(|i| i.to_vec()).collect(),
                     ..Default::default()
                 },

@@ -16,7 +16,7 @@ use vitrine_component::kserve::{self, HEADER_LENGTH, PIXELS_INPUT};
 use crate::routing::{Code, Failure, Forward};
 
 use crate::proto::tensorflow::serving::{self as tfs, ModelSpec, model_spec};
-use crate::proto::tensorflow::{self as tf, DataType, TensorProto, TensorShapeProto};
+use crate::proto::tensorflow::{self as tf, DataType, TensorProto};
 use vitrine_wire::grpc::{self, InputNames, PredictInput};
 
 /// The model and version a `ModelSpec` names, with its signature checked.
@@ -206,17 +206,7 @@ pub(super) fn v2_outputs(headers: &HeaderMap, body: &[u8]) -> Result<Vec<V2Outpu
 
 impl From<V2Output> for TensorProto {
     fn from(o: V2Output) -> TensorProto {
-        let tensor_shape = Some(TensorShapeProto {
-            dim: o
-                .shape
-                .iter()
-                .map(|size| tf::tensor_shape_proto::Dim {
-                    size: *size,
-                    name: String::new(),
-                })
-                .collect(),
-            unknown_rank: false,
-        });
+        let tensor_shape = Some(grpc::shape(o.shape.iter().copied()));
         match o.value {
             OutputValue::Bytes(items) => TensorProto {
                 dtype: DataType::DtString as i32,
@@ -259,31 +249,21 @@ pub(super) fn signature_def_map(json: &Value) -> tfs::SignatureDefMap {
             .map(|o| {
                 o.iter()
                     .map(|(alias, info)| {
-                        let dim = info["tensor_shape"]["dim"]
-                            .as_array()
-                            .map(|dims| {
-                                dims.iter()
-                                    .map(|d| tf::tensor_shape_proto::Dim {
-                                        size: d["size"]
-                                            .as_str()
-                                            .and_then(|s| s.parse().ok())
-                                            .or_else(|| d["size"].as_i64())
-                                            .unwrap_or(-1),
-                                        name: String::new(),
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        let dims = info["tensor_shape"]["dim"].as_array();
+                        let sizes = dims.into_iter().flatten().map(|d| {
+                            d["size"]
+                                .as_str()
+                                .and_then(|s| s.parse().ok())
+                                .or_else(|| d["size"].as_i64())
+                                .unwrap_or(-1)
+                        });
                         let dtype = info["dtype"]
                             .as_str()
                             .and_then(DataType::from_str_name)
                             .unwrap_or(DataType::DtInvalid);
                         let tensor = tf::TensorInfo {
                             dtype: dtype as i32,
-                            tensor_shape: Some(TensorShapeProto {
-                                dim,
-                                unknown_rank: false,
-                            }),
+                            tensor_shape: Some(grpc::shape(sizes)),
                             encoding: info["name"]
                                 .as_str()
                                 .map(|n| tf::tensor_info::Encoding::Name(n.to_string())),
@@ -356,16 +336,7 @@ pub(super) mod tests {
     pub(in crate::frontends::grpc) fn string_tensor(items: &[&[u8]], dims: &[i64]) -> TensorProto {
         TensorProto {
             dtype: DataType::DtString as i32,
-            tensor_shape: Some(TensorShapeProto {
-                dim: dims
-                    .iter()
-                    .map(|d| tf::tensor_shape_proto::Dim {
-                        size: *d,
-                        name: String::new(),
-                    })
-                    .collect(),
-                unknown_rank: false,
-            }),
+            tensor_shape: Some(grpc::shape(dims.iter().copied())),
             string_val: items.iter().map(|i| i.to_vec()).collect(),
             ..Default::default()
         }
