@@ -27,23 +27,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import runtimes
+from common import free_port, oha, peak_rss_mb, run_json, say
+
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = [1, 2, 8, 32]
-
-
-def say(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def run_json(cmd, timeout):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{out.stderr[-3000:]}")
-    text = out.stdout.strip()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return json.loads(text.splitlines()[-1])
 
 
 def onnxruntime_library():
@@ -63,20 +51,6 @@ def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
     return f"{cpu}, {os.cpu_count()} vCPUs, {mem / 2**20:.0f} GiB, {platform.system()} {platform.release()}"
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def peak_rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
 
 
 class Server:
@@ -106,23 +80,6 @@ class Server:
         self.proc.terminate()
         self.proc.wait(timeout=60)
         return rss
-
-
-def oha(oha_bin, url, body_file, c, n, timeout):
-    cmd = [oha_bin, "--no-tui", "--output-format", "json", "-n", str(n), "-c", str(c), "-m", "POST",
-           "-T", "application/json", "-D", str(body_file), url]
-    r = run_json(cmd, timeout)
-    codes = r.get("statusCodeDistribution", {})
-    ok = int(codes.get("200", 0))
-    lat = r.get("latencyPercentiles", {})
-    return {
-        "requests": n,
-        "ok": ok,
-        "errors": n - ok,
-        "images_per_s": r["summary"]["requestsPerSec"] * ok / max(n, 1),
-        "p50_ms": (lat.get("p50") or 0) * 1e3,
-        "p99_ms": (lat.get("p99") or 0) * 1e3,
-    }
 
 
 def prepare(args, work):
@@ -193,6 +150,15 @@ def per_request(args, work, base, body, body_file, scale):
             "cwasm_disk_mb": cwasm.stat().st_blocks * 512 / 2**20, "runs": runs}
 
 
+def measure_runtimes(args, work, base, body, body_file, scale):
+    say("onnxruntime bare, 2 threads (the runtimes section's reference)")
+    reference = bare_onnxruntime(base / "1/model.onnx", max(5, int(20 * scale)), scale, 2)
+    rt = runtimes.runtimes(args, work, body, body_file, scale)
+    rt.update(reference=reference, machine=machine(),
+              date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    return rt
+
+
 def bare_onnxruntime(model, iters, scale, threads):
     return run_json([sys.executable, ROOT / "bench/ort_bare.py", "--model", model, "--threads", str(threads),
                      "--iterations", str(iters), "--concurrency", *map(str, CONCURRENCY),
@@ -216,6 +182,10 @@ def main():
     ap.add_argument("--only", nargs="*", default=[],
                     help="served configurations to rerun, by label (e.g. 'host path, onnxruntime'); the bare "
                          "engines run again, other rows are kept from the last results.json")
+    ap.add_argument("--runtimes-only", action="store_true",
+                    help="rerun only the wasmtime serve / spin up section into the last run's results.json")
+    ap.add_argument("--plain-component", help="the component built without features (./bench.sh builds it)")
+    ap.add_argument("--spin-component", help="spin.toml's build, with spin-variables (./bench.sh builds it)")
     ap.add_argument("--skip-per-request", action="store_true",
                     help="leave out the instance-per-request section")
     args = ap.parse_args()
@@ -225,6 +195,14 @@ def main():
         write_report(Path(args.out), last_results(work))
         return
     scale = 0.25 if args.quick else 1.0
+    if args.runtimes_only:
+        results = last_results(work)
+        base, body, body_file = prepare(args, work)
+        results["runtimes"] = measure_runtimes(args, work, base, body, body_file, scale)
+        (work / "results.json").write_text(json.dumps(results, indent=1))
+        write_report(Path(args.out), results)
+        say(f"wrote {args.out}")
+        return
     if args.per_request_only:
         results = last_results(work)
         base, body, body_file = prepare(args, work)
@@ -297,6 +275,8 @@ def main():
 
     if not args.only and not args.skip_per_request:
         results["per_request"] = per_request(args, work, base, body, body_file, scale)
+    if not args.only:
+        results["runtimes"] = measure_runtimes(args, work, base, body, body_file, scale)
 
     (work / "results.json").write_text(json.dumps(results, indent=1))
     write_report(Path(args.out), results)
@@ -442,11 +422,41 @@ def write_report(out, results):
                          f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['p50_ms'] / pr_ref:.2f}x | "
                          f"{vs_warm(r['p50_ms'])} | {r['errors']} | {fmt(s['peak_rss_mb'])} | {s['first_predict_s']:.1f} |")
         lines += [""]
+    if results.get("runtimes"):
+        lines += runtimes_report(results["runtimes"])
     notes = ROOT / "bench/NOTES.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
     lines += ["## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
     out.write_text("\n".join(lines))
+
+
+def runtimes_report(rt):
+    ref = rt["reference"]["p50_ms"]
+    lines = [
+        "## Under wasmtime serve and Spin",
+        "",
+        f"`./bench.sh --runtimes-only`, {rt['date']}, on {rt['machine']}. The ViT-B/16 demo model under the "
+        "runtimes themselves, each making an instance per request. Each row starts the runtime twice on one "
+        "compile cache, emptied before the first start; start is from exec to the first 200 for the blog's "
+        "request. Then one request at a time on the second start; ratios against bare onnxruntime (2 threads) "
+        f"measured in the same run ({ref:.0f} ms p50). RSS: the runtime's processes after the requests, and "
+        "their peak.",
+        "",
+        "| runtime, component | component MB | first start s | second start s | p50 ms | p99 ms | vs onnxruntime | errors | RSS after MB | peak RSS MB | compile cache MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rt["rows"]:
+        if "run" not in row:
+            lines.append(f"| {row['runtime']} | {fmt(row.get('component_mb'))} | FAILED: {row.get('error')} |||||||||")
+            continue
+        r = row["run"]
+        lines.append(f"| {row['runtime']} | {fmt(row['component_mb'])} | {fmt(row['first_start_s'])} | "
+                     f"{fmt(row['second_start_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                     f"{r['p50_ms'] / ref:.2f}x | {r['errors']} | {fmt(row['rss_after_mb'])} | "
+                     f"{fmt(row['peak_rss_mb'])} | {fmt(row['cache_mb'])} |")
+    lines += [""] + [f"- SKIPPED: {s}" for s in rt["skipped"]] + ([""] if rt["skipped"] else [])
+    return lines
 
 
 if __name__ == "__main__":

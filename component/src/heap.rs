@@ -31,7 +31,7 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// then in use: progress, and where the snapshot's bytes come from.
 pub fn stage(stage: &str) {
     if ZERO_FREED.load(Ordering::Relaxed) {
-        eprintln!(
+        crate::warn!(
             "vitrine: pre-initializing: {stage} ({} MB in use on the heap)",
             LIVE.load(Ordering::Relaxed) >> 20
         );

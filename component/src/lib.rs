@@ -14,13 +14,17 @@
 //! - [`kserve`]: KServe's v2 inference protocol, JSON and binary.
 //! - [`service`]: the handler tying them together, REST and v2.
 //! - [`variables`]: settings from Spin's variables or the environment.
+//! - [`log`]: warnings on stderr (why not `eprintln!`: a snapshot).
 //! - `heap` (wasm only): the allocator, counting bytes in use and zeroing
 //!   what is freed while pre-initializing.
 //! - `preinit` (wasm only): the `wizer-initialize` export `vitrine preinit`
 //!   calls to snapshot the component with the model already loaded.
 //! - `wasi_http` (wasm only): adapts [`service`] to `wasi:http` through spin-sdk.
 //!
-//! Imports run one way (no module imports one that imports it back): `api`,
+//! Imports run one way (no module imports one that imports it back): `log`
+//! imports nothing, `variables` only `log`, and any module may use them
+//! (a pre-initialized component must not read stderr or the environment
+//! through wasi-libc: see each); `api`,
 //! `config`, `postprocess`, `heap` and `variables` import no other module;
 //! `inference` imports only `heap`;
 //! `preprocess` imports `api` and `config`; `kserve` imports `api`; `service`
@@ -33,6 +37,7 @@ pub mod config;
 mod heap;
 pub mod inference;
 pub mod kserve;
+pub mod log;
 pub mod postprocess;
 #[cfg(target_arch = "wasm32")]
 mod preinit;

@@ -52,7 +52,7 @@ impl Guest for Preinit {
         crate::heap::zero_freed(false);
         // What the snapshot will hold: the heap still in use, not its peak.
         let (live, peak) = crate::heap::in_use();
-        eprintln!(
+        crate::warn!(
             "vitrine: model loaded: {} MB in use on the heap (peak {} MB while loading)",
             live >> 20,
             peak >> 20

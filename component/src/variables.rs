@@ -25,12 +25,26 @@ pub fn lookup(env: &str) -> Option<String> {
         Ok(value) if !value.trim().is_empty() => return Some(value),
         // Unset (spin.toml's default is empty) or not declared: the environment decides.
         Ok(_) | Err(spin_sdk::variables::Error::Undefined(_)) => {}
-        Err(e) => eprintln!(
+        Err(e) => crate::warn!(
             "vitrine: cannot read Spin variable {}: {e}; using the environment's {env}",
             spin_name(env)
         ),
     }
-    std::env::var(env).ok()
+    environment(env)
+}
+
+/// The environment variable `name`, as the runtime sets it now. In wasm this
+/// asks `wasi:cli` each time: wasi-libc reads the environment once and keeps
+/// it in memory, and in a pre-initialized component that once was `vitrine
+/// preinit`'s run, so `std::env::var` would answer the snapshot's
+/// environment, not `wasmtime serve --env`'s or spin.toml's.
+pub fn environment(name: &str) -> Option<String> {
+    #[cfg(target_arch = "wasm32")]
+    return wasi::cli::environment::get_environment()
+        .into_iter()
+        .find_map(|(key, value)| (key == name).then_some(value));
+    #[cfg(not(target_arch = "wasm32"))]
+    std::env::var(name).ok()
 }
 
 #[cfg(test)]

@@ -297,13 +297,28 @@ fn wasmtime_serve_runs_the_plain_and_the_preinitialized_component_like_the_host(
 
     // The snapshot needs no files and no environment; the option is the one
     // README gives for sharing its heap copy-on-write between instances.
+    // A mistyped limit makes the component warn on stderr in every request's
+    // instance. The snapshot was taken after warnings of its own, so this is
+    // where a stderr handle kept from pre-initialization would trap.
     let preinit = WasmtimeServe::start(
         &bin,
         &preinitialized_component(),
-        &["-Omemory-guaranteed-dense-image-size=2147483648".into()],
+        &[
+            "-Omemory-guaranteed-dense-image-size=2147483648".into(),
+            "--env=VITRINE_MAX_IMAGE_DIMENSION=wide".into(),
+        ],
     );
     probes(&preinit, true, "pre-initialized build");
     same_answers(&host, &preinit, "pre-initialized build");
+    let log = preinit.log();
+    assert!(
+        log.contains("VITRINE_MAX_IMAGE_DIMENSION=\"wide\" is not a positive integer"),
+        "the warning is not in wasmtime serve's stderr:\n{log}"
+    );
+    assert!(
+        !log.contains("unknown handle"),
+        "a warning trapped in a pre-initialized instance:\n{log}"
+    );
 }
 
 /// Without the model folder the plain build is alive but not ready, and

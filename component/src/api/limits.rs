@@ -39,7 +39,7 @@ impl Default for RequestLimits {
 impl RequestLimits {
     /// The limits in the process environment, defaults for those unset.
     pub fn from_env() -> RequestLimits {
-        RequestLimits::from_vars(|name| std::env::var(name).ok())
+        RequestLimits::from_vars(crate::variables::environment)
     }
 
     /// The limits `var` gives by variable name.
@@ -71,11 +71,11 @@ where
     match text.trim().parse::<T>() {
         Ok(n) if n >= T::from(1) && n <= max => n,
         Ok(n) if n > max => {
-            eprintln!("{name}={text} is above the largest allowed, {max}; using {max}");
+            crate::warn!("{name}={text} is above the largest allowed, {max}; using {max}");
             max
         }
         _ => {
-            eprintln!("{name}={text:?} is not a positive integer; using the default, {default}");
+            crate::warn!("{name}={text:?} is not a positive integer; using the default, {default}");
             default
         }
     }

@@ -26,14 +26,13 @@ impl Engine {
         num_labels: usize,
     ) -> anyhow::Result<Engine> {
         #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-        if let Some(name) = std::env::var("VITRINE_NN_GRAPH")
-            .ok()
-            .filter(|n| !n.is_empty())
+        if let Some(name) =
+            crate::variables::environment("VITRINE_NN_GRAPH").filter(|n| !n.is_empty())
         {
             let dims = [channels, height, width];
             match super::nn::HostGraph::load(&name, dims, num_labels) {
                 Ok(graph) => return Ok(Engine::Host(graph)),
-                Err(e) => eprintln!(
+                Err(e) => crate::warn!(
                     "vitrine: the host does not lend wasi:nn graph {name:?} ({e}); running the model in the guest"
                 ),
             }
@@ -76,8 +75,7 @@ impl Engine {
             #[cfg(feature = "tract")]
             Engine::Tract(_) => "tract".to_string(),
             #[cfg(all(target_arch = "wasm32", feature = "wasi-nn"))]
-            Engine::Host(_) => std::env::var("VITRINE_NN_ENGINE")
-                .ok()
+            Engine::Host(_) => crate::variables::environment("VITRINE_NN_ENGINE")
                 .filter(|e| !e.is_empty())
                 .unwrap_or_else(|| "unknown".to_string()),
         }

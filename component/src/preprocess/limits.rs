@@ -35,7 +35,7 @@ impl Default for DecodeLimits {
 impl DecodeLimits {
     /// The limits in the process environment, defaults for those unset.
     pub fn from_env() -> DecodeLimits {
-        DecodeLimits::from_vars(|name| std::env::var(name).ok())
+        DecodeLimits::from_vars(crate::variables::environment)
     }
 
     /// The limits `var` gives by variable name.

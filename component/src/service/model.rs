@@ -28,7 +28,7 @@ impl ServiceConfig {
     /// (default 1) and `VITRINE_MODEL_DIR` (default `/model`), so the same
     /// component runs under our host, `wasmtime serve --env` and Spin.
     pub fn from_env() -> ServiceConfig {
-        ServiceConfig::from_vars(|k| std::env::var(k).ok())
+        ServiceConfig::from_vars(crate::variables::environment)
     }
 
     /// Like [`ServiceConfig::from_env`], with the variables `lookup` gives by

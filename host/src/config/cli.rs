@@ -227,8 +227,9 @@ pub struct ServeArgs {
     /// settled).
     #[arg(long = "file_system_poll_wait_seconds", default_value_t = 1)]
     pub file_system_poll_wait_seconds: u64,
-    /// Run warm-up requests (those in `<version>/assets.extra/`, else one
-    /// synthetic image) on every instance before a version is AVAILABLE.
+    /// Run warm-up requests before a version is AVAILABLE: those in
+    /// `<version>/assets.extra/` on every instance, and one synthetic image
+    /// on the first.
     #[arg(long = "enable_model_warmup", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub enable_model_warmup: bool,

@@ -13,8 +13,8 @@
 //!   each, sent as `{"instances": [{"b64": ...}]}`.
 //!
 //! A warm-up request that does not answer 200 fails the version, with the
-//! file and the reply in its status. Without any of these, the host warms up
-//! with one synthetic image (the component's `/vitrine/warmup`).
+//! file and the reply in its status. Before them, the pool runs one
+//! synthetic image on its first instance (the component's `/vitrine/warmup`).
 
 use std::path::Path;
 

@@ -197,8 +197,9 @@ pub struct PoolStats {
 pub type Response = hyper::Response<HyperOutgoingBody>;
 
 impl InstancePool {
-    /// Creates `size` instances and warms each one up (model load plus one
-    /// inference) before returning, so the first request pays nothing.
+    /// Creates `size` instances, each with its model loaded, and runs one
+    /// inference on the first, before returning: the first requests pay no
+    /// load, and a version that cannot infer never serves.
     pub async fn start(
         linker: &Linker<HostState>,
         component: &Component,
@@ -222,10 +223,14 @@ impl InstancePool {
             queued: AtomicUsize::new(0),
             size: size.max(1),
         });
+        // One inference proves the version serves, as TF Serving warms a
+        // model once, not per session. The other instances only load: on the
+        // host path they share the warmed graph; on the guest path a second
+        // synthetic inference would cost a core for seconds (ViT-B/16: 1.4 s
+        // per instance) and speeds up nothing but that instance's own first
+        // request, which an instance per request never has.
         for i in 0..size.max(1) {
-            // A graph lent by the host is shared: one inference warms it.
-            let infer = i == 0 || pool.servable.graph.is_none();
-            pool.add_warm_instance(infer).await?;
+            pool.add_warm_instance(i == 0).await?;
         }
         Ok(pool)
     }
@@ -290,8 +295,6 @@ impl InstancePool {
     async fn add_warm_instance(self: &Arc<Self>, infer: bool) -> anyhow::Result<()> {
         let permit = self.permits.clone().acquire_owned().await?;
         let instance = self.instantiate().await?;
-        // A graph lent by the host is shared: one inference warms it, and
-        // the other instances only load.
         let uri = if infer && self.warmup == WarmupCall::Inference {
             "http://localhost/vitrine/warmup"
         } else {
@@ -418,7 +421,9 @@ impl InstancePool {
     fn replace_instance(self: &Arc<Self>) {
         let pool = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = pool.add_warm_instance(pool.servable.graph.is_none()).await {
+            // The version is proven already; a replacement only loads, so it
+            // takes no core from the requests being served.
+            if let Err(e) = pool.add_warm_instance(false).await {
                 tracing::error!("cannot replace a discarded instance: {e:#}");
             }
         });
