@@ -10,7 +10,9 @@ Same ViT-B/16 demo model file for every engine, same run, same machine:
   - vitrine served over HTTP on loopback, driven by `oha` in its own
     process: the host path on the onnxruntime engine and on the tract
     engine, each with and without batching, and the guest path; plus the
-    onnxruntime engine with intra-op spinning on and off.
+    onnxruntime engine with intra-op spinning on and off;
+  - an instance per request (Spin's model) in vitrine, and the component
+    under `wasmtime serve` and `spin up` themselves (bench/runtimes.py).
 Every figure is also given as a ratio to onnxruntime with 2 threads.
 """
 
@@ -22,13 +24,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import runtimes
-from common import free_port, oha, peak_rss_mb, run_json, say
+from common import free_port, oha, run_json, say
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = [1, 2, 8, 32]
@@ -53,33 +53,22 @@ def machine():
     return f"{cpu}, {os.cpu_count()} vCPUs, {mem / 2**20:.0f} GiB, {platform.system()} {platform.release()}"
 
 
-class Server:
-    def __init__(self, vitrine, base, flags, log):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1/models/hf-vit:predict"
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [vitrine, "serve", "--rest_api_host=127.0.0.1", f"--rest_api_port={self.port}", "--port=0",
-             "--model_name=hf-vit", f"--model_base_path={base}", *flags],
-            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+class Server(runtimes.Runtime):
+    """`vitrine serve` on the demo model, on a loopback port."""
 
-    def first_predict(self, body, limit=600):
-        while time.perf_counter() - self.started < limit:
-            if self.proc.poll() is not None:
-                sys.exit(f"vitrine exited early; see {self.proc.args}")
-            try:
-                req = urllib.request.Request(self.url, data=body, headers={"content-type": "application/json"})
-                if urllib.request.urlopen(req, timeout=60).status == 200:
-                    return time.perf_counter() - self.started
-            except Exception:
-                time.sleep(0.05)
-        sys.exit("no successful predict within 10 minutes")
+    def __init__(self, vitrine, base, flags, log):
+        port = free_port()
+        super().__init__([vitrine, "serve", "--rest_api_host=127.0.0.1", f"--rest_api_port={port}", "--port=0",
+                          "--model_name=hf-vit", f"--model_base_path={base}", *flags], port, log)
+
+    def first_predict(self, body):
+        ready = super().first_predict(body)
+        if ready is None:
+            sys.exit(f"vitrine exited or gave no 200 within {runtimes.START_LIMIT_S} s; see {self.log}")
+        return ready
 
     def stop(self):
-        rss = peak_rss_mb(self.proc.pid)
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        return rss
+        return super().stop()[1]
 
 
 def prepare(args, work):

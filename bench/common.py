@@ -1,5 +1,5 @@
 """What every benchmark script here shares: progress lines, JSON from a
-subprocess, ports, memory figures and the load generator."""
+subprocess, ports and the load generator."""
 
 import json
 import subprocess
@@ -27,13 +27,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def peak_rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
 
 
 def oha(oha_bin, url, body_file, c, n, timeout):
