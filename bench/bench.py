@@ -139,13 +139,21 @@ def per_request(args, work, base, body, body_file, scale):
             "cwasm_disk_mb": cwasm.stat().st_blocks * 512 / 2**20, "runs": runs}
 
 
-def measure_runtimes(args, work, base, body, body_file, scale):
-    say("onnxruntime bare, 2 threads (the runtimes section's reference)")
-    reference = bare_onnxruntime(base / "1/model.onnx", max(5, int(20 * scale)), scale, 2)
+def measure_runtimes(args, work, base, body, body_file, scale, reference=None):
+    """The wasmtime serve / spin up section; measures its own bare onnxruntime
+    reference unless the run already has one."""
+    if reference is None:
+        say("onnxruntime bare, 2 threads (the runtimes section's reference)")
+        reference = bare_onnxruntime(base / "1/model.onnx", max(5, int(20 * scale)), scale, 2)
     rt = runtimes.runtimes(args, work, body, body_file, scale)
     rt.update(reference=reference, machine=machine(),
               date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     return rt
+
+
+def onnxruntime_reference(results):
+    """The bare onnxruntime run at 2 threads every ratio is taken against."""
+    return next(r for r in results["bare"] if r["engine"].startswith("onnxruntime") and r["threads"] == 2)
 
 
 def bare_onnxruntime(model, iters, scale, threads):
@@ -188,9 +196,7 @@ def main():
         results = last_results(work)
         base, body, body_file = prepare(args, work)
         results["runtimes"] = measure_runtimes(args, work, base, body, body_file, scale)
-        (work / "results.json").write_text(json.dumps(results, indent=1))
-        write_report(Path(args.out), results)
-        say(f"wrote {args.out}")
+        save(work, Path(args.out), results)
         return
     if args.per_request_only:
         results = last_results(work)
@@ -202,9 +208,7 @@ def main():
         results["per_request"]["reference"] = reference
         results["per_request"]["machine"] = machine()
         results["per_request"]["date"] = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-        (work / "results.json").write_text(json.dumps(results, indent=1))
-        write_report(Path(args.out), results)
-        say(f"wrote {args.out}")
+        save(work, Path(args.out), results)
         return
     base, body, body_file = prepare(args, work)
     model_dir = base / "1"
@@ -265,11 +269,17 @@ def main():
     if not args.only and not args.skip_per_request:
         results["per_request"] = per_request(args, work, base, body, body_file, scale)
     if not args.only:
-        results["runtimes"] = measure_runtimes(args, work, base, body, body_file, scale)
+        reference = onnxruntime_reference(results)
+        results["runtimes"] = measure_runtimes(args, work, base, body, body_file, scale, reference)
 
+    save(work, Path(args.out), results)
+
+
+def save(work, out, results):
+    """Keeps `results` for the next partial run and writes the report."""
     (work / "results.json").write_text(json.dumps(results, indent=1))
-    write_report(Path(args.out), results)
-    say(f"wrote {args.out}")
+    write_report(out, results)
+    say(f"wrote {out}")
 
 
 def last_results(work):
@@ -288,7 +298,7 @@ def fmt(x, unit=""):
 
 
 def write_report(out, results):
-    ref = next(r for r in results["bare"] if r["engine"].startswith("onnxruntime") and r["threads"] == 2)
+    ref = onnxruntime_reference(results)
     ref_p50 = ref["p50_ms"]
     ref_tp = ref["images_per_s"]
     tract2 = next(r for r in results["bare"] if r["engine"] == "tract native" and r["threads"] == 2)

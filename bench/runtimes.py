@@ -10,6 +10,7 @@ with the reason, never left out silently.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -85,14 +86,14 @@ def measure(label, make_cmd, cache, body, body_file, oha_bin, n, work):
     row = {"runtime": label}
     for start in ("first", "second"):
         port = free_port()
-        log = work / f"runtime-{label.split(',')[0].replace(' ', '_')}-{len(label)}-{start}.log"
+        log = work / f"runtime-{re.sub(r'[^a-z0-9.]+', '-', label.lower())}-{start}.log"
         say(f"{label}: {start} start (compile cache {'empty' if start == 'first' else 'warm'})")
         rt = Runtime(make_cmd(port), port, log)
         ready = rt.first_predict(body)
         row[f"{start}_start_s"] = ready
         if ready is None:
             rt.stop()
-            row["error"] = f"no 200 within {START_LIMIT_S} s; see {log}"
+            row["error"] = f"exited or gave no 200 within {START_LIMIT_S} s; see {log}"
             say(f"{label}: FAILED, {row['error']}")
             return row
         say(f"{label}: {start} start answered after {ready:.1f} s")

@@ -22,11 +22,11 @@
 //! - `wasi_http` (wasm only): adapts [`service`] to `wasi:http` through spin-sdk.
 //!
 //! Imports run one way (no module imports one that imports it back): `log`
-//! imports nothing, `variables` only `log`, and any module may use them
-//! (a pre-initialized component must not read stderr or the environment
-//! through wasi-libc: see each); `api`,
-//! `config`, `postprocess`, `heap` and `variables` import no other module;
-//! `inference` imports only `heap`;
+//! imports nothing and `variables` only `log`; any module may use both (a
+//! pre-initialized component must not read stderr or the environment
+//! through wasi-libc: see each). Besides those two, `api`, `config`,
+//! `postprocess` and `heap` import no other module; `inference` imports
+//! only `heap`;
 //! `preprocess` imports `api` and `config`; `kserve` imports `api`; `service`
 //! imports all of these; `preinit` imports `service`; `wasi_http` imports
 //! `service`, `preinit`, `variables`, `api` and `kserve`.
