@@ -4,10 +4,9 @@
 //!
 //! * `fixtures_match_transformers`: every model folder (`../shared/models/zoo/*`,
 //!   the shared tiny ViT export, `tests/fixtures/zoo/*`) on every image in
-//!   `../shared/images` plus grey, palette, RGBA, CMYK and small images Pillow
-//!   writes, so crops pad and every `convert("RGB")` path is taken. (Portrait
-//!   images are left out: Pillow 13 resizes some of them vertical pass first,
-//!   which `resize` does not reproduce yet; see README "Image processors".)
+//!   `../shared/images` plus grey, palette, RGBA, CMYK, small and portrait
+//!   images Pillow writes, so crops pad, every `convert("RGB")` path is
+//!   taken, and Pillow 13 resizes some images vertical pass first.
 //! * `config_variants_match_transformers`: configs that exercise each
 //!   processor's defaults and each key's edge (crop_pct, the ConvNeXt 384
 //!   switch, odd crops, crops larger than the image, legacy int sizes and
@@ -83,6 +82,12 @@ Image.fromarray(np.dstack([rgb, alpha])).save(f"{out}/rgba.png")
 Image.fromarray(rgb).convert("CMYK").save(f"{out}/cmyk.jpg", quality=95)
 Image.fromarray(rgb[:97, :61]).save(f"{out}/small-61x97.png")
 Image.fromarray(rgb).save(f"{out}/q90-243x181.jpg", quality=90)
+portrait = np.ascontiguousarray(rgb.transpose(1, 0, 2))
+Image.fromarray(portrait).save(f"{out}/portrait-181x243.png")
+Image.fromarray(portrait).save(f"{out}/portrait-q90-181x243.jpg", quality=90)
+# A photo held upright: the shared COCO image turned a quarter.
+photo = Image.open(sys.argv[2]).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+photo.save(f"{out}/portrait-coco-480x640.jpg", quality=92)
 "#;
 
 fn extra_images(scratch: &Path) -> Vec<PathBuf> {
@@ -90,7 +95,8 @@ fn extra_images(scratch: &Path) -> Vec<PathBuf> {
     std::fs::write(&script, EXTRA_IMAGES_SCRIPT).expect("write script");
     let dir = scratch.join("images");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    run_python(&[&script, &dir], "writing the extra images");
+    let photo = shared_dir().join("images/coco_000000039769.jpg");
+    run_python(&[&script, &dir, &photo], "writing the extra images");
     [
         "grey.png",
         "palette.png",
@@ -98,6 +104,9 @@ fn extra_images(scratch: &Path) -> Vec<PathBuf> {
         "cmyk.jpg",
         "small-61x97.png",
         "q90-243x181.jpg",
+        "portrait-181x243.png",
+        "portrait-q90-181x243.jpg",
+        "portrait-coco-480x640.jpg",
     ]
     .iter()
     .map(|n| dir.join(n))

@@ -1,7 +1,7 @@
 //! PIL's `Image.resize` for 8-bit RGB: its six filters, bit for bit.
 //!
 //! [`resize`] reproduces `ImagingResample` for 8-bit images: a separable
-//! convolution (horizontal pass, then vertical) whose kernel is widened by
+//! convolution (one pass per axis, in Pillow 13's order) whose kernel is widened by
 //! the downscale factor (antialiasing), with weights normalised in f64,
 //! quantised to 22 fractional bits and accumulated in i32 with rounding and
 //! clipping to u8 after each pass. NEAREST follows PIL's affine nearest
@@ -192,8 +192,12 @@ fn clip8(acc: i32) -> u8 {
 /// Rounding bias added before the shift in `clip8`.
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-/// PIL's `ImagingResampleInner` for 8-bit RGB: horizontal pass over only the
-/// source rows the vertical pass will read, then the vertical pass.
+/// PIL's `ImagingResampleInner` for 8-bit RGB, as Pillow 13 orders it:
+/// when the height shrinks by more than twice what the width does, the
+/// vertical pass runs first (over every column); otherwise the horizontal
+/// pass runs first, over only the source rows the vertical pass will read.
+/// The intermediate image is rounded to u8, so the order shows in the result
+/// (Pillow 12 and earlier always ran the horizontal pass first).
 fn resample(src: &Pixels<'_>, out: &mut RgbImage, kernel: Kernel) {
     let out_w = out.width() as usize;
     let out_h = out.height() as usize;
@@ -202,20 +206,35 @@ fn resample(src: &Pixels<'_>, out: &mut RgbImage, kernel: Kernel) {
     let horizontal = AxisWeights::new(src.width, out_w, kernel);
     let vertical = AxisWeights::new(src.height, out_h, kernel);
 
+    // Pillow 13's test, in its own signed arithmetic.
+    let shrink_h = src.height as i64 - out_h as i64;
+    let shrink_w = src.width as i64 - out_w as i64;
+    let vertical_first = shrink_h > 0 && shrink_h > shrink_w * 2;
+
     if !need_horizontal {
         vertical_pass(src.data, src.width, &vertical, 0, out);
-        return;
+    } else if vertical_first {
+        let mut temp = vec![0u8; out_h * src.width * CHANNELS];
+        vertical_pass(src.data, src.width, &vertical, 0, &mut temp);
+        horizontal_pass(&temp, src.width, &horizontal, out);
+    } else if need_vertical {
+        let first_row = vertical.start[0];
+        let last_row = vertical.start[out_h - 1] + vertical.len[out_h - 1];
+        let rows = &src.data[first_row * src.width * CHANNELS..last_row * src.width * CHANNELS];
+        let mut temp = vec![0u8; (last_row - first_row) * out_w * CHANNELS];
+        horizontal_pass(rows, src.width, &horizontal, &mut temp);
+        vertical_pass(&temp, out_w, &vertical, first_row, out);
+    } else {
+        horizontal_pass(src.data, src.width, &horizontal, out);
     }
+}
 
-    let first_row = vertical.start[0];
-    let last_row = vertical.start[out_h - 1] + vertical.len[out_h - 1];
-    let row_in = src.width * CHANNELS;
-    let row_out = out_w * CHANNELS;
-    let mut temp = vec![0u8; (last_row - first_row) * row_out];
-    for (dst_row, src_row) in temp
-        .chunks_exact_mut(row_out)
-        .zip(src.data.chunks_exact(row_in).skip(first_row))
-    {
+/// Horizontal pass of every row of `rows` (each `width` pixels) into `out`,
+/// whose rows are as many, each `horizontal`'s output width.
+fn horizontal_pass(rows: &[u8], width: usize, horizontal: &AxisWeights, out: &mut [u8]) {
+    let row_in = width * CHANNELS;
+    let row_out = horizontal.start.len() * CHANNELS;
+    for (dst_row, src_row) in out.chunks_exact_mut(row_out).zip(rows.chunks_exact(row_in)) {
         for (x, dst) in dst_row.chunks_exact_mut(CHANNELS).enumerate() {
             let (start, weights) = horizontal.taps(x);
             let taps = &src_row[start * CHANNELS..][..weights.len() * CHANNELS];
@@ -230,12 +249,6 @@ fn resample(src: &Pixels<'_>, out: &mut RgbImage, kernel: Kernel) {
             dst[2] = clip8(acc[2]);
         }
     }
-
-    if need_vertical {
-        vertical_pass(&temp, out_w, &vertical, first_row, out);
-    } else {
-        out.copy_from_slice(&temp);
-    }
 }
 
 /// Vertical pass over `rows`, whose first row is source row `row_offset`.
@@ -245,7 +258,7 @@ fn vertical_pass(
     width: usize,
     vertical: &AxisWeights,
     row_offset: usize,
-    out: &mut RgbImage,
+    out: &mut [u8],
 ) {
     let row_len = width * CHANNELS;
     let mut acc = vec![0i32; row_len];
@@ -344,6 +357,32 @@ mod tests {
             118, 171, 91, 52, 105, 146,
         ];
         assert_resize((7, 5), (4, 7), Resample::Bilinear, &pil);
+    }
+
+    #[test]
+    fn height_shrinking_most_runs_the_vertical_pass_first_as_pillow_13_does() {
+        // 12 -> 3 rows against 5 -> 4 columns: Pillow 13 resamples rows first.
+        // The horizontal-first order gives different values here.
+        #[rustfmt::skip]
+        let bilinear = [
+            102, 139, 131, 125, 141, 131, 139, 122, 130, 117, 141, 125, 121, 144, 137, 135, 126,
+            141, 146, 91, 134, 131, 134, 109, 139, 116, 153, 125, 139, 128, 135, 113, 112, 143,
+            91, 126
+        ];
+        assert_resize((5, 12), (4, 3), Resample::Bilinear, &bilinear);
+        // Columns upscale while rows shrink.
+        #[rustfmt::skip]
+        let bicubic = [
+            77, 135, 118, 109, 124, 146, 136, 125, 160, 111, 166, 103, 140, 134, 123, 160, 103,
+            155, 104, 146, 135, 120, 142, 121, 150, 126, 114, 109, 169, 129, 120, 161, 131, 127,
+            148, 131, 110, 131, 127, 136, 97, 134, 156, 92, 130, 121, 164, 87, 95, 151, 128, 82,
+            119, 177, 127, 106, 152, 136, 122, 146, 150, 128, 139, 159, 95, 138, 153, 71, 130,
+            143, 68, 121, 137, 98, 115, 131, 125, 114, 127, 140, 115, 147, 113, 147, 141, 123,
+            151, 127, 138, 140, 101, 151, 87, 112, 157, 90, 137, 141, 115, 156, 86, 132, 168,
+            89, 153, 173, 108, 167, 163, 122, 103, 145, 134, 108, 124, 138, 117, 119, 107, 129,
+            118, 147, 106, 132, 178, 99, 173, 118, 157, 143, 133, 149, 105, 164, 126
+        ];
+        assert_resize((6, 16), (9, 5), Resample::Bicubic, &bicubic);
     }
 
     #[test]
