@@ -10,7 +10,10 @@
 //! 2. it holds `model.onnx`, and
 //! 3. either it holds a `.ready` file (the publisher says it is done), or its
 //!    listing (the path, size and modification time of every file in it,
-//!    recursively) is identical in two looks at least [`SETTLE`] apart.
+//!    recursively) is identical in two looks at least [`SETTLE`] apart, or
+//!    nothing in it has changed for [`QUIET`] by the filesystem's own change
+//!    times (a version already in place when the server starts is loaded at
+//!    once, as TF Serving does, without waiting [`SETTLE`]).
 //!
 //! Only then is it loaded; a folder missing `config.json` at that point is a
 //! failed version, reported in the model's status. A version that failed is
@@ -38,6 +41,15 @@ pub const COMPONENT_FILE: &str = "component.wasm";
 /// loaded.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
+/// A version folder whose files and folders all last changed at least this
+/// long ago is complete at the first look. Change times (ctime), not
+/// modification times: `cp -p`, `tar` and `rsync -a` set a file's mtime back
+/// to the source's once it is written, but any write, rename or `utimes`
+/// sets its ctime to now, so a copy in progress always has a recent one.
+/// Ten times [`SETTLE`], so a network filesystem's clock running a few
+/// seconds behind ours still cannot pass a copy in progress.
+pub const QUIET: Duration = Duration::from_secs(10);
+
 /// Files listed per version folder at most; a folder with more is listed
 /// partially (it still settles once the listed part stops changing).
 const MAX_LISTED_FILES: usize = 10_000;
@@ -55,6 +67,8 @@ pub struct VersionDir {
 pub struct Listing {
     /// `(relative path, size, modification time)` of every file, sorted.
     pub files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    /// The newest change time (ctime) of the folder, its subfolders and files.
+    pub last_change: Option<SystemTime>,
 }
 
 impl Listing {
@@ -69,6 +83,13 @@ impl Listing {
 
     pub fn has_ready_marker(&self) -> bool {
         self.has(READY_MARKER)
+    }
+
+    /// Nothing in the folder has changed for [`QUIET`] before `now`.
+    pub fn quiet(&self, now: SystemTime) -> bool {
+        self.last_change
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= QUIET)
     }
 
     /// The required files that are missing.
@@ -111,14 +132,17 @@ pub fn version_dirs(base: &Path) -> anyhow::Result<Vec<VersionDir>> {
     Ok(versions)
 }
 
-/// Lists every file under `dir` with its size and modification time.
+/// Lists every file under `dir` with its size and modification time, and
+/// the newest change time of everything in it.
 pub fn listing(dir: &Path) -> std::io::Result<Listing> {
     let mut files = Vec::new();
+    let mut last_change = change_time(&std::fs::metadata(dir)?);
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         for entry in std::fs::read_dir(dir.join(&rel))? {
             let entry = entry?;
             let meta = entry.metadata()?;
+            last_change = last_change.max(change_time(&meta));
             let path = rel.join(entry.file_name());
             if meta.is_dir() {
                 stack.push(path);
@@ -128,7 +152,15 @@ pub fn listing(dir: &Path) -> std::io::Result<Listing> {
         }
     }
     files.sort();
-    Ok(Listing { files })
+    Ok(Listing { files, last_change })
+}
+
+/// A file's status-change time (ctime), which no copy tool can set.
+fn change_time(meta: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
 /// Lists the version folders under `base` that hold a model, oldest first:
@@ -195,6 +227,31 @@ mod tests {
                 .to_string()
                 .contains("<version>/")
         );
+    }
+
+    #[test]
+    fn a_folder_is_quiet_only_once_nothing_changed_for_quiet_even_with_old_mtimes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("model.onnx"), b"weights").expect("write");
+        // What `cp -p` or `tar` leaves: the source's modification time, an
+        // hour old, on a file written just now.
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("model.onnx"))
+            .and_then(|f| f.set_modified(an_hour_ago))
+            .expect("set mtime");
+        let written = listing(dir.path()).expect("listing");
+        let now = SystemTime::now();
+        assert!(!written.quiet(now), "a file just written is not quiet");
+        assert!(!written.quiet(now + QUIET / 2));
+        assert!(written.quiet(now + QUIET));
+        // A new file changes the folder's own change time.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.path().join("config.json"), b"{}").expect("write");
+        let grown = listing(dir.path()).expect("listing");
+        assert!(grown.last_change > written.last_change);
+        assert_ne!(grown, written);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::models::config::ModelConfig;
-use crate::models::repository::{self, Listing, SETTLE};
+use crate::models::repository::{self, Listing, QUIET, SETTLE};
 
 /// One version folder as the manager last saw it.
 pub(super) struct Seen {
@@ -89,6 +89,7 @@ pub(super) fn look(base: &Path) -> Look {
 /// Updates what the manager knows of a model's folders from one look, and
 /// applies the completeness rule.
 pub(super) fn apply_look(name: &str, t: &mut Tracked, looked: Look, now: Instant) {
+    let wall_clock = std::time::SystemTime::now();
     let first = t.last_look.is_none();
     t.last_look = Some(now);
     let dirs = match looked {
@@ -136,17 +137,18 @@ pub(super) fn apply_look(name: &str, t: &mut Tracked, looked: Look, now: Instant
             _ => (now, false),
         };
         let marker = listing.has_ready_marker();
-        let complete =
-            listing.has_model() && (was_complete || marker || now.duration_since(since) >= SETTLE);
+        let quiet = listing.quiet(wall_clock);
+        let complete = listing.has_model()
+            && (was_complete || marker || quiet || now.duration_since(since) >= SETTLE);
         if complete && !was_complete {
-            tracing::info!(
-                "model {name} version {version} is complete ({})",
-                if marker {
-                    "it has a .ready marker"
-                } else {
-                    "its files stopped changing"
-                }
-            );
+            let why = if marker {
+                "it has a .ready marker".to_string()
+            } else if quiet {
+                format!("nothing in it changed for {} s", QUIET.as_secs())
+            } else {
+                "its files stopped changing".to_string()
+            };
+            tracing::info!("model {name} version {version} is complete ({why})");
         } else if !complete && listing.has_model() && !t.seen.contains_key(&version) {
             tracing::info!(
                 "model {name}: found version {version}; waiting until its files stop changing"
