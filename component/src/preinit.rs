@@ -5,7 +5,8 @@
 //! (wasmtime-wizer) instead calls [`wizer-initialize`](Preinit) once, with the
 //! model folder preopened, and snapshots the instance's memory into a new
 //! component. Every instance of that component starts with the optimised
-//! model in memory and never opens a file.
+//! model in memory and never opens a file. The model has also run once, on
+//! a synthetic image, so the snapshot is proven to serve.
 //!
 //! Two things keep the snapshot usable and small:
 //! - The files are read through `wasi:filesystem` directly and every handle
@@ -79,6 +80,14 @@ fn preload() -> anyhow::Result<Preloaded> {
         bail!("{guest_dir} is not preopened; preopen the model folder there (VITRINE_MODEL_DIR)");
     };
     let model = LoadedModel::from_files(&guest_dir, |name| read_file(dir, name))?;
+    // The warm-up's synthetic inference, run here once instead of at every
+    // start of every server: a model that loads but cannot run fails the
+    // build, and the instances of this snapshot skip it (see
+    // `Service::warmup`). Its buffers are freed, so zeroed, before the
+    // snapshot.
+    model
+        .infer(1, vec![0f32; model.image_len()])
+        .map_err(|e| anyhow::anyhow!("the model loads but does not run: {}", e.message))?;
     Ok(Preloaded {
         model_name: config.model_name,
         version: config.version,

@@ -75,11 +75,18 @@ fn a_preinitialized_component_serves_fresh_instances_without_reading_the_model()
     let (_, metadata) = server.get("/v1/models/m/metadata");
     assert_eq!(metadata["vitrine"]["preinitialized"], true, "{metadata}");
     assert_eq!(metadata["vitrine"]["inference"], "guest", "{metadata}");
+    // The warm-up inference ran in `vitrine preinit`; the server only loads.
+    assert!(
+        server.log().contains("ran the warm-up inference when it was built"),
+        "{}",
+        server.log()
+    );
 
     let plain_arg = format!("--component={}", plain.display());
     let mut args = vec![plain_arg.as_str()];
     args.extend(flags);
     let control = Server::start("m", repo, &args);
+    assert!(!control.log().contains("when it was built"));
 
     // From here on the model's files hold garbage: any instance that reads
     // them fails to load.

@@ -123,6 +123,13 @@ impl Service {
 
     fn warmup(&self) -> Result<Reply, ApiError> {
         let model = self.model()?;
+        if self.preinitialized {
+            // `vitrine preinit` ran this inference on these very bytes before
+            // the snapshot; on wasm one more costs a core for a second or
+            // more (ViT-B/16) and warms only an instance that an instance
+            // per request never reuses.
+            return Ok(ok(br#"{"warmed_up":true,"at":"preinit"}"#.to_vec()));
+        }
         // Mid-grey: exercises the whole graph without needing an encoder here.
         model
             .infer(1, vec![0f32; model.image_len()])
