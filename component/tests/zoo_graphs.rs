@@ -30,7 +30,7 @@ fn zoo_graphs_load_in_tract_or_name_the_node() {
         let onnx = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
         let side = if name == "mobilevit" { 256 } else { 224 };
         let refused = TRACT_REFUSES.iter().find(|(n, _)| *n == name);
-        match (Classifier::from_onnx(&onnx, 3, side, side, 1000), refused) {
+        match (Classifier::from_onnx(onnx, 3, side, side, 1000), refused) {
             (Ok(classifier), None) => {
                 let logits = classifier
                     .run(2, vec![0.25; 2 * classifier.image_len()])

@@ -77,7 +77,9 @@ fn a_preinitialized_component_serves_fresh_instances_without_reading_the_model()
     assert_eq!(metadata["vitrine"]["inference"], "guest", "{metadata}");
     // The warm-up inference ran in `vitrine preinit`; the server only loads.
     assert!(
-        server.log().contains("ran the warm-up inference when it was built"),
+        server
+            .log()
+            .contains("ran the warm-up inference when it was built"),
         "{}",
         server.log()
     );

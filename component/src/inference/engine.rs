@@ -93,7 +93,7 @@ fn guest_engine(
 ) -> anyhow::Result<Engine> {
     let onnx = read_onnx()?;
     super::stage("read model.onnx");
-    Classifier::from_onnx(&onnx, channels, height, width, num_labels).map(Engine::Tract)
+    Classifier::from_onnx(onnx, channels, height, width, num_labels).map(Engine::Tract)
 }
 
 /// A host-path build has no engine of its own: says which component to use.
