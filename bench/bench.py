@@ -435,7 +435,8 @@ def runtimes_report(rt):
     lines = [
         "## Under wasmtime serve and Spin",
         "",
-        f"`./bench.sh --runtimes-only`, {rt['date']}, on {rt['machine']}. The ViT-B/16 demo model under the "
+        f"Measured {rt['date']}, on {rt['machine']} (`./bench.sh --runtimes-only` runs this section alone). "
+        "The ViT-B/16 demo model under the "
         "runtimes themselves, each making an instance per request. Each row starts the runtime twice on one "
         "compile cache, emptied before the first start; start is from exec to the first 200 for the blog's "
         "request. Then one request at a time on the second start; ratios against bare onnxruntime (2 threads) "
