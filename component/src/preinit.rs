@@ -58,6 +58,14 @@ impl Guest for Preinit {
             live >> 20,
             peak >> 20
         );
+        let image = memory_image();
+        crate::warn!(
+            "vitrine: the snapshot's memory: {} MB of pages with data over a span of {} MB ({}%; wasmtime maps it copy-on-write by default from 50%); data per 64 MB: {:?}",
+            (image.data_pages * PAGE) >> 20,
+            (image.span_pages * PAGE) >> 20,
+            image.data_pages * 100 / image.span_pages.max(1),
+            image.per_band_mb
+        );
         match result {
             Ok(p) => {
                 if let Ok(mut slot) = PRELOADED.lock() {
@@ -71,6 +79,54 @@ impl Guest for Preinit {
 }
 
 export!(Preinit);
+
+/// wasmtime's memory-image granularity: its data segments are cut per page.
+const PAGE: usize = 64 << 10;
+
+/// Where the snapshot's non-zero bytes lie in linear memory.
+struct MemoryImage {
+    /// Pages holding a non-zero byte.
+    data_pages: usize,
+    /// Pages up to the last one holding a non-zero byte: what the image spans.
+    span_pages: usize,
+    /// MB of data pages in each 64 MB band, from address 0.
+    per_band_mb: Vec<usize>,
+}
+
+/// Scans linear memory page by page, as wizer does when it writes the
+/// snapshot: wasmtime's density check weighs the data pages against the span.
+fn memory_image() -> MemoryImage {
+    const BAND: usize = 64 << 20;
+    let pages = core::arch::wasm32::memory_size(0);
+    let mut image = MemoryImage {
+        data_pages: 0,
+        span_pages: 0,
+        per_band_mb: vec![0; (pages * PAGE).div_ceil(BAND)],
+    };
+    for page in 0..pages {
+        let start = page * PAGE;
+        // Address 0 is valid memory in wasm, but not a valid Rust pointer:
+        // the first page is counted as data without reading it.
+        let has_data = page == 0 || {
+            // SAFETY: every address below memory_size is mapped linear memory;
+            // the bytes are only read, as plain integers.
+            let bytes = unsafe { core::slice::from_raw_parts(start as *const u64, PAGE / 8) };
+            bytes.iter().any(|&w| w != 0)
+        };
+        if has_data {
+            image.data_pages += 1;
+            image.span_pages = page + 1;
+            image.per_band_mb[start / BAND] += PAGE;
+        }
+    }
+    for band in &mut image.per_band_mb {
+        *band >>= 20;
+    }
+    image
+        .per_band_mb
+        .truncate((image.span_pages * PAGE).div_ceil(BAND));
+    image
+}
 
 fn preload() -> anyhow::Result<Preloaded> {
     let config = ServiceConfig::from_env();
