@@ -142,7 +142,7 @@ fn preload() -> anyhow::Result<Preloaded> {
     // `Service::warmup`). Its buffers are freed, so zeroed, before the
     // snapshot.
     model
-        .infer(1, vec![0f32; model.image_len()])
+        .infer_synthetic()
         .map_err(|e| anyhow::anyhow!("the model loads but does not run: {}", e.message))?;
     Ok(Preloaded {
         model_name: config.model_name,

@@ -27,7 +27,7 @@ impl Classifier {
     /// which copies them first. Wasm memory never shrinks, so the peak is
     /// what a guest instance keeps (ViT-B/16: 667 MB, against 992 MB through
     /// `model_for_read`), and it bounds what a pre-initialized snapshot's
-    /// memory image spans (its `.cwasm`: 789 MB, against 1127 MB).
+    /// memory image spans (its `.cwasm`: 753 MB, against 1051 MB; BENCHMARKS.md).
     pub fn from_onnx(
         onnx: Vec<u8>,
         channels: usize,

@@ -123,6 +123,13 @@ impl LoadedModel {
         })
     }
 
+    /// The warm-up's synthetic inference: one all-zero (mid-grey after
+    /// normalisation) image through the whole graph, which needs no encoder.
+    /// Run by the host's warm-up, or once by `vitrine preinit` for a snapshot.
+    pub fn infer_synthetic(&self) -> Result<(), ApiError> {
+        self.infer(1, vec![0f32; self.image_len()]).map(|_| ())
+    }
+
     /// Preprocesses every image into one batch tensor, runs it once, and
     /// returns `(top_k labels, logits row)` per image.
     pub fn predict(

@@ -130,9 +130,8 @@ impl Service {
             // per request never reuses.
             return Ok(ok(br#"{"warmed_up":true,"at":"preinit"}"#.to_vec()));
         }
-        // Mid-grey: exercises the whole graph without needing an encoder here.
         model
-            .infer(1, vec![0f32; model.image_len()])
+            .infer_synthetic()
             .map_err(|e| ApiError::internal(format!("warm-up: {}", e.message)))?;
         Ok(ok(br#"{"warmed_up":true}"#.to_vec()))
     }

@@ -316,9 +316,10 @@ impl InstancePool {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             bail!("{message}");
         }
-        let warmed_at_build =
-            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v["at"] == "preinit");
-        if infer && warmed_at_build {
+        let warmed_at_build = infer
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["at"] == "preinit");
+        if warmed_at_build {
             tracing::info!(
                 "model {} version {}: its pre-initialized component ran the warm-up inference when it was built; starting without it",
                 self.servable.name,

@@ -256,6 +256,14 @@ mod tests {
         Some(runtime(Some(&library)).unwrap_or_else(|e| panic!("{e}")))
     }
 
+    /// The tiny demo model written into `dir`: its `model.onnx` and input shape.
+    fn tiny_model(dir: &Path) -> (PathBuf, [usize; 3]) {
+        let config = vitrine_modelgen::VitConfig::tiny();
+        vitrine_modelgen::write_model(dir, &config, 0, &mut |_| {}).expect("demo model");
+        let shape = [3, config.image_size, config.image_size];
+        (dir.join("model.onnx"), shape)
+    }
+
     /// Deterministic pixels in [-1, 1), as little-endian bytes.
     fn image(seed: u32, len: usize) -> Vec<u8> {
         let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -298,10 +306,7 @@ mod tests {
     fn logits_equal_tracts_direct_and_padded_batch() {
         let Some(rt) = test_runtime() else { return };
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = vitrine_modelgen::VitConfig::tiny();
-        vitrine_modelgen::write_model(dir.path(), &config, 0, &mut |_| {}).expect("demo model");
-        let onnx = dir.path().join("model.onnx");
-        let shape = [3, config.image_size, config.image_size];
+        let (onnx, shape) = tiny_model(dir.path());
         let options = OrtOptions {
             intra_threads: 2,
             spinning: false,
@@ -347,10 +352,7 @@ mod tests {
     fn refuses_a_model_that_disagrees_with_its_configs() {
         let Some(rt) = test_runtime() else { return };
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = vitrine_modelgen::VitConfig::tiny();
-        vitrine_modelgen::write_model(dir.path(), &config, 0, &mut |_| {}).expect("demo model");
-        let onnx = dir.path().join("model.onnx");
-        let size = config.image_size;
+        let (onnx, [_, size, _]) = tiny_model(dir.path());
         let options = OrtOptions {
             intra_threads: 1,
             spinning: false,
@@ -377,10 +379,7 @@ mod tests {
         let Some(rt) = test_runtime() else { return };
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = tempfile::tempdir().expect("cache");
-        let config = vitrine_modelgen::VitConfig::tiny();
-        vitrine_modelgen::write_model(dir.path(), &config, 0, &mut |_| {}).expect("demo model");
-        let onnx = dir.path().join("model.onnx");
-        let shape = [3, config.image_size, config.image_size];
+        let (onnx, shape) = tiny_model(dir.path());
         let options = OrtOptions {
             intra_threads: 1,
             spinning: false,
