@@ -15,10 +15,32 @@ fn big_batch() -> serde_json::Value {
     json!({"instances": vec![urlsafe_b64(&coco_jpeg()); 64]})
 }
 
-/// Starts a one-instance server with `budget`, sends a 64-image batch that
-/// breaks it, and checks a fresh instance then answers exactly as before.
-/// Returns the failed reply's status, error message, and the server log.
-fn break_budget_then_recover(budget: &str) -> (u16, String, String) {
+/// The COCO photo upscaled to 2560x1920 (16 times its pixels), made once
+/// with PIL. Decoding and resizing it in wasm takes about 100 ms on a
+/// 2-core EPYC, against 30 ms for the whole blog request.
+fn large_jpeg() -> PathBuf {
+    static JPEG: OnceLock<PathBuf> = OnceLock::new();
+    JPEG.get_or_init(|| {
+        let path = scratch_path("coco-2560x1920.jpg");
+        let script = "import sys; from PIL import Image; \
+            Image.open(sys.argv[1]).convert('RGB').resize((2560, 1920), Image.BICUBIC).save(sys.argv[2], quality=85)";
+        let status = std::process::Command::new(python())
+            .args(["-c", script])
+            .arg(coco_jpeg())
+            .arg(&path)
+            .status()
+            .expect("run Python to upscale the COCO photo");
+        assert!(status.success(), "PIL could not write {}", path.display());
+        path
+    })
+    .clone()
+}
+
+/// Starts a one-instance server with `budget`, sends `breaking` (a batch
+/// that breaks it), and checks a fresh instance then answers exactly as
+/// before. Returns the failed reply's status, error message, and the server
+/// log.
+fn break_budget_then_recover(budget: &str, breaking: &serde_json::Value) -> (u16, String, String) {
     let base = tiny_repo();
     let mut server = Server::start(
         "hf-vit",
@@ -31,7 +53,7 @@ fn break_budget_then_recover(budget: &str) -> (u16, String, String) {
     );
     let (status, before) = server.predict(&blog_request(&coco_jpeg()));
     assert_eq!(status, 200, "{before}");
-    let (status, reply) = server.predict(&big_batch());
+    let (status, reply) = server.predict(breaking);
     let message = reply["error"]
         .as_str()
         .unwrap_or_else(|| panic!("no error in {reply}"))
@@ -48,17 +70,22 @@ fn break_budget_then_recover(budget: &str) -> (u16, String, String) {
 
 #[test]
 fn a_guest_past_its_deadline_is_stopped_with_504() {
-    // 64 images take the tiny model several seconds in wasm.
-    let (status, message, log) = break_budget_then_recover("--rest_api_timeout_in_ms=2000");
+    // The deadline must hold the blog request (30 ms) and break the batch
+    // on any machine, so they lie far apart: 48 large images take about
+    // 5 s in wasm, 10 times the deadline. (64 COCO photos once served here:
+    // 1.9 s, too close to a 2 s deadline on a faster machine.)
+    let batch = json!({"instances": vec![urlsafe_b64(&large_jpeg()); 48]});
+    let (status, message, log) = break_budget_then_recover("--rest_api_timeout_in_ms=500", &batch);
     assert_eq!(status, 504, "{message}");
-    assert!(message.contains("longer than 2000 ms"), "{message}");
+    assert!(message.contains("longer than 500 ms"), "{message}");
     assert!(log.contains("deadline; discarding the instance"), "{log}");
 }
 
 #[test]
 fn a_guest_over_its_memory_cap_fails_only_its_own_request() {
     // 64 images need ~40 MB of pixels alone, more than the cap.
-    let (status, message, log) = break_budget_then_recover("--max_instance_memory_mb=48");
+    let (status, message, log) =
+        break_budget_then_recover("--max_instance_memory_mb=48", &big_batch());
     assert_eq!(status, 500, "{message}");
     assert!(message.contains("server logs"), "{message}");
     assert!(

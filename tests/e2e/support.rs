@@ -80,6 +80,12 @@ fn scratch() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vitrine-e2e")
 }
 
+/// A path for a file a test derives, in the scratch folder (created here).
+pub fn scratch_path(name: &str) -> PathBuf {
+    std::fs::create_dir_all(scratch()).expect("create the e2e scratch folder");
+    scratch().join(name)
+}
+
 /// Compiled components are cached here, shared by every server the tests start.
 pub fn cache_dir() -> PathBuf {
     scratch().join("cache")
