@@ -234,15 +234,33 @@ fn resample(src: &Pixels<'_>, out: &mut RgbImage, kernel: Kernel) {
 fn horizontal_pass(rows: &[u8], width: usize, horizontal: &AxisWeights, out: &mut [u8]) {
     let row_in = width * CHANNELS;
     let row_out = horizontal.start.len() * CHANNELS;
-    for (dst_row, src_row) in out.chunks_exact_mut(row_out).zip(rows.chunks_exact(row_in)) {
+    for (y, dst_row) in out.chunks_exact_mut(row_out).enumerate() {
+        // Each tap reads four bytes, a pixel and the next one's first
+        // channel, so that the three sums are one 4-lane SIMD step; the
+        // fourth lane is dropped. From the row's start on, so only the
+        // image's very last byte lacks a successor.
+        let src_row = &rows[y * row_in..];
         for (x, dst) in dst_row.chunks_exact_mut(CHANNELS).enumerate() {
             let (start, weights) = horizontal.taps(x);
-            let taps = &src_row[start * CHANNELS..][..weights.len() * CHANNELS];
-            let mut acc = [HALF; CHANNELS];
-            for (px, &w) in taps.chunks_exact(CHANNELS).zip(weights) {
-                acc[0] += i32::from(px[0]) * w;
-                acc[1] += i32::from(px[1]) * w;
-                acc[2] += i32::from(px[2]) * w;
+            let first = start * CHANNELS;
+            let mut acc = [HALF; 4];
+            match src_row.get(first..first + weights.len() * CHANNELS + 1) {
+                Some(taps) => {
+                    for (j, &w) in weights.iter().enumerate() {
+                        let px: [u8; 4] = std::array::from_fn(|c| taps[j * CHANNELS + c]);
+                        for (a, p) in acc.iter_mut().zip(px) {
+                            *a += i32::from(p) * w;
+                        }
+                    }
+                }
+                None => {
+                    let taps = &src_row[first..][..weights.len() * CHANNELS];
+                    for (px, &w) in taps.chunks_exact(CHANNELS).zip(weights) {
+                        for (a, &p) in acc.iter_mut().zip(px) {
+                            *a += i32::from(p) * w;
+                        }
+                    }
+                }
             }
             dst[0] = clip8(acc[0]);
             dst[1] = clip8(acc[1]);

@@ -1,4 +1,12 @@
 //! libjpeg's accurate integer inverse DCT (`jidctint.c`) with its range limit.
+//!
+//! Each pass transforms eight columns (then eight rows) at once, as
+//! [`Lanes`], which the compiler turns into SIMD. libjpeg computes in 64-bit
+//! `JLONG`s; a block whose values stay within [`I32_LIMIT`] gives the same
+//! integers in 32 bits, twice as many per SIMD register. Others (only
+//! corrupt or contrived files reach the limit) take the 64-bit path.
+
+use std::ops::{Add, Mul, Neg, Shl, Shr, Sub};
 
 use super::frame::Component;
 
@@ -21,26 +29,97 @@ pub(super) fn inverse_transform_all(component: &mut Component) {
 
 const CONST_BITS: u32 = 13;
 const PASS1_BITS: u32 = 2;
-const FIX_0_298631336: i64 = 2446;
-const FIX_0_390180644: i64 = 3196;
-const FIX_0_541196100: i64 = 4433;
-const FIX_0_765366865: i64 = 6270;
-const FIX_0_899976223: i64 = 7373;
-const FIX_1_175875602: i64 = 9633;
-const FIX_1_501321110: i64 = 12299;
-const FIX_1_847759065: i64 = 15137;
-const FIX_1_961570560: i64 = 16069;
-const FIX_2_053119869: i64 = 16819;
-const FIX_2_562915447: i64 = 20995;
-const FIX_3_072711026: i64 = 25172;
+const FIX_0_298631336: i16 = 2446;
+const FIX_0_390180644: i16 = 3196;
+const FIX_0_541196100: i16 = 4433;
+const FIX_0_765366865: i16 = 6270;
+const FIX_0_899976223: i16 = 7373;
+const FIX_1_175875602: i16 = 9633;
+const FIX_1_501321110: i16 = 12299;
+const FIX_1_847759065: i16 = 15137;
+const FIX_1_961570560: i16 = 16069;
+const FIX_2_053119869: i16 = 16819;
+const FIX_2_562915447: i16 = 20995;
+const FIX_3_072711026: i16 = 25172;
 
-fn descale(x: i64, n: u32) -> i64 {
-    (x + (1 << (n - 1))) >> n
+/// The largest input magnitude for which a pass cannot overflow `i32`: no
+/// intermediate of `idct_1d` exceeds 61214 times its largest input
+/// (the sum of its coefficients' magnitudes), and
+/// 61214 * 35000 + 2^17 (the widest descale's rounding) < 2^31.
+const I32_LIMIT: i32 = 35_000;
+
+/// Eight values, one per column or row, each step applied to all of them.
+#[derive(Clone, Copy)]
+struct Lanes<T>([T; 8]);
+
+macro_rules! lanes_ops {
+    ($t:ty) => {
+        impl Add for Lanes<$t> {
+            type Output = Self;
+            fn add(self, o: Self) -> Self {
+                Lanes(std::array::from_fn(|i| self.0[i] + o.0[i]))
+            }
+        }
+        impl Sub for Lanes<$t> {
+            type Output = Self;
+            fn sub(self, o: Self) -> Self {
+                Lanes(std::array::from_fn(|i| self.0[i] - o.0[i]))
+            }
+        }
+        impl Neg for Lanes<$t> {
+            type Output = Self;
+            fn neg(self) -> Self {
+                Lanes(self.0.map(|x| -x))
+            }
+        }
+        impl Mul<i16> for Lanes<$t> {
+            type Output = Self;
+            fn mul(self, k: i16) -> Self {
+                Lanes(self.0.map(|x| x * <$t>::from(k)))
+            }
+        }
+        impl Shl<u32> for Lanes<$t> {
+            type Output = Self;
+            fn shl(self, n: u32) -> Self {
+                Lanes(self.0.map(|x| x << n))
+            }
+        }
+        impl Shr<u32> for Lanes<$t> {
+            type Output = Self;
+            /// libjpeg's `DESCALE`: a rounded arithmetic shift.
+            fn shr(self, n: u32) -> Self {
+                Lanes(self.0.map(|x| (x + (1 << (n - 1))) >> n))
+            }
+        }
+    };
+}
+lanes_ops!(i32);
+lanes_ops!(i64);
+
+trait Lane:
+    Copy
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Neg<Output = Self>
+    + Mul<i16, Output = Self>
+    + Shl<u32, Output = Self>
+    + Shr<u32, Output = Self>
+{
+}
+impl<T> Lane for T where
+    T: Copy
+        + Add<Output = T>
+        + Sub<Output = T>
+        + Neg<Output = T>
+        + Mul<i16, Output = T>
+        + Shl<u32, Output = T>
+        + Shr<u32, Output = T>
+{
 }
 
 /// One 1-D pass of libjpeg's `jpeg_idct_islow` over eight inputs; returns
 /// the outputs before descaling.
-fn idct_1d(v: [i64; 8]) -> [i64; 8] {
+fn idct_1d<L: Lane>(v: [L; 8]) -> [L; 8] {
     // Even part.
     let z1 = (v[2] + v[6]) * FIX_0_541196100;
     let tmp2 = z1 - v[6] * FIX_1_847759065;
@@ -88,40 +167,127 @@ fn range_limit(x: i64) -> u8 {
     }
 }
 
+/// The column pass: `rows[r]` holds row `r` of the dequantized block; the
+/// result's `[c]` holds column `c` of the workspace (transposed, as the row
+/// pass reads it). libjpeg's shortcut for all-zero AC terms gives the same
+/// values, so every column takes the full computation.
+fn columns<T: Copy + Default>(rows: [Lanes<T>; 8]) -> [Lanes<T>; 8]
+where
+    Lanes<T>: Lane,
+{
+    let out = idct_1d(rows).map(|r| r >> (CONST_BITS - PASS1_BITS));
+    transpose(out)
+}
+
+fn transpose<T: Copy>(m: [Lanes<T>; 8]) -> [Lanes<T>; 8] {
+    std::array::from_fn(|c| Lanes(std::array::from_fn(|r| m[r].0[c])))
+}
+
+/// The row pass over a transposed workspace; `[i].0[r]` of the result is
+/// output sample `i` of row `r`, descaled.
+fn rows<T: Copy>(workspace: [Lanes<T>; 8]) -> [Lanes<T>; 8]
+where
+    Lanes<T>: Lane,
+{
+    idct_1d(workspace).map(|r| r >> (CONST_BITS + PASS1_BITS + 3))
+}
+
+fn write<T: Copy + Into<i64>>(samples: [Lanes<T>; 8], out: &mut [u8], stride: usize) {
+    for (row, dst) in out.chunks_mut(stride).take(8).enumerate() {
+        for (i, d) in dst[..8].iter_mut().enumerate() {
+            *d = range_limit(samples[i].0[row].into());
+        }
+    }
+}
+
 pub(super) fn inverse_transform(
     coefs: &[i16; 64],
     quant: &[u16; 64],
     out: &mut [u8],
     stride: usize,
 ) {
-    let mut workspace = [0i32; 64];
-    for col in 0..8 {
-        let v: [i64; 8] = std::array::from_fn(|row| {
-            i64::from(coefs[row * 8 + col]) * i64::from(quant[row * 8 + col])
-        });
-        // Shortcuts for all-zero AC terms give the same values as the full
-        // computation; they only save time, as in libjpeg.
-        if v[1..].iter().all(|&x| x == 0) {
-            for row in 0..8 {
-                workspace[row * 8 + col] = (v[0] << PASS1_BITS) as i32;
-            }
-            continue;
+    if coefs[1..].iter().all(|&c| c == 0) {
+        // A flat block, the commonest kind: the full computation gives
+        // descale(dc << PASS1_BITS, PASS1_BITS + 3) everywhere.
+        let dc = i64::from(coefs[0]) * i64::from(quant[0]);
+        let value = range_limit((Lanes([dc << PASS1_BITS; 8]) >> (PASS1_BITS + 3)).0[0]);
+        for dst in out.chunks_mut(stride).take(8) {
+            dst[..8].fill(value);
         }
-        let result = idct_1d(v);
-        for (row, r) in result.into_iter().enumerate() {
-            workspace[row * 8 + col] = descale(r, CONST_BITS - PASS1_BITS) as i32;
+        return;
+    }
+    // i16 * u16 always fits in i32.
+    let dequantized: [i32; 64] = std::array::from_fn(|i| i32::from(coefs[i]) * i32::from(quant[i]));
+    let fits = |m: &[i32]| m.iter().all(|x| (-I32_LIMIT..=I32_LIMIT).contains(x));
+    if fits(&dequantized) {
+        let input = std::array::from_fn(|r| Lanes(std::array::from_fn(|c| dequantized[r * 8 + c])));
+        let workspace = columns::<i32>(input);
+        if workspace.iter().all(|l| fits(&l.0)) {
+            return write(rows(workspace), out, stride);
         }
     }
-    for (row, line) in workspace.chunks_exact(8).enumerate() {
-        let dst = &mut out[row * stride..row * stride + 8];
-        if line[1..].iter().all(|&x| x == 0) {
-            dst.fill(range_limit(descale(i64::from(line[0]), PASS1_BITS + 3)));
-            continue;
+    let input =
+        std::array::from_fn(|r| Lanes(std::array::from_fn(|c| i64::from(dequantized[r * 8 + c]))));
+    write(rows(columns::<i64>(input)), out, stride);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scalar, 64-bit `jpeg_idct_islow` (the reference both paths must match).
+    fn reference(coefs: &[i16; 64], quant: &[u16; 64]) -> [u8; 64] {
+        let input = std::array::from_fn(|r| {
+            Lanes(std::array::from_fn(|c| {
+                i64::from(coefs[r * 8 + c]) * i64::from(quant[r * 8 + c])
+            }))
+        });
+        let mut out = [0u8; 64];
+        write(rows(columns::<i64>(input)), &mut out, 8);
+        out
+    }
+
+    #[test]
+    fn the_32_bit_path_gives_libjpegs_64_bit_values() {
+        // A xorshift: coefficient blocks from small to far past I32_LIMIT.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut took_fallback = 0;
+        for case in 0..20_000 {
+            let magnitude = 1i32 << (case % 16);
+            let coefs: [i16; 64] = std::array::from_fn(|_| {
+                let v = (next() % (2 * magnitude as u64 + 1)) as i32 - magnitude;
+                v.clamp(i16::MIN.into(), i16::MAX.into()) as i16
+            });
+            let quant: [u16; 64] = std::array::from_fn(|_| 1 + (next() % 255) as u16);
+            let mut out = [0u8; 64];
+            inverse_transform(&coefs, &quant, &mut out, 8);
+            assert_eq!(out, reference(&coefs, &quant), "case {case}: {coefs:?}");
+            let peak = (0..64)
+                .map(|i| (i32::from(coefs[i]) * i32::from(quant[i])).abs())
+                .max();
+            took_fallback += usize::from(peak > Some(I32_LIMIT));
         }
-        let v: [i64; 8] = std::array::from_fn(|i| i64::from(line[i]));
-        let result = idct_1d(v);
-        for (d, r) in dst.iter_mut().zip(result) {
-            *d = range_limit(descale(r, CONST_BITS + PASS1_BITS + 3));
-        }
+        assert!(
+            took_fallback > 1000,
+            "the 64-bit path ran {took_fallback} times"
+        );
+    }
+
+    #[test]
+    fn a_flat_block_is_its_dc_everywhere() {
+        let mut coefs = [0i16; 64];
+        coefs[0] = -40;
+        let quant = [16u16; 64];
+        let mut out = [0u8; 64];
+        inverse_transform(&coefs, &quant, &mut out, 8);
+        // -640 / 8 + 128.
+        assert_eq!(out, [48; 64]);
+        assert_eq!(out, reference(&coefs, &quant));
     }
 }
