@@ -11,10 +11,12 @@
 //! - [`tract`]: tract, pure Rust, run on its own thread pool.
 //! - [`batcher`]: TF Serving-style dynamic batching.
 //! - [`native`]: one version's native model: its engine and runner.
+//! - [`run_threads`]: the threads that run a version's unbatched inferences.
 
 pub mod batcher;
 pub mod native;
 pub mod onnxruntime;
+pub mod run_threads;
 #[cfg(feature = "tract")]
 pub mod tract;
 

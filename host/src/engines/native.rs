@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::config::cli::NativeEngineChoice;
 use crate::engines::batcher::{BatchScheduler, BatchingParameters};
 use crate::engines::onnxruntime::{self, OnnxRuntimeEngine, OrtOptions, Runtime};
+use crate::engines::run_threads::RunThreads;
 use crate::engines::{Engine, RunStats};
 
 /// How the host runs models natively.
@@ -114,7 +115,10 @@ pub enum NativeError {
 }
 
 enum Runner {
-    Direct(Arc<Semaphore>),
+    Direct {
+        permits: Arc<Semaphore>,
+        threads: RunThreads,
+    },
     Batched(BatchScheduler),
 }
 
@@ -168,7 +172,10 @@ impl NativeModel {
                 )
                 .context("cannot start the batcher")?,
             ),
-            None => Runner::Direct(Arc::new(Semaphore::new(options.runs_at_once.max(1)))),
+            None => Runner::Direct {
+                permits: Arc::new(Semaphore::new(options.runs_at_once.max(1))),
+                threads: RunThreads::start(&format!("{model}-{version}"), options.runs_at_once)?,
+            },
         };
         Ok(NativeModel {
             engine,
@@ -206,21 +213,22 @@ impl NativeModel {
             )));
         }
         match &self.runner {
-            Runner::Direct(runs) => {
-                let _run = runs
+            Runner::Direct { permits, threads } => {
+                let _run = permits
                     .acquire()
                     .await
                     .map_err(|e| NativeError::Failed(e.to_string()))?;
                 let engine = self.engine.clone();
                 let stats = self.stats.clone();
-                tokio::task::spawn_blocking(move || {
-                    let logits = engine.run(rows, &[input.as_slice()])?;
-                    stats.record(rows);
-                    anyhow::Ok(logits)
-                })
-                .await
-                .map_err(|e| NativeError::Failed(format!("inference thread failed: {e}")))?
-                .map_err(|e| NativeError::Failed(format!("{e:#}")))
+                threads
+                    .run(move || {
+                        let logits = engine.run(rows, &[input.as_slice()])?;
+                        stats.record(rows);
+                        anyhow::Ok(logits)
+                    })
+                    .await
+                    .map_err(|e| NativeError::Failed(format!("{e:#}")))?
+                    .map_err(|e| NativeError::Failed(format!("{e:#}")))
             }
             Runner::Batched(scheduler) => {
                 // A request bigger than a batch is split, as TF Serving does
