@@ -228,12 +228,13 @@ async fn serve(
     }
     let monitoring = metrics::Monitoring::load(args.monitoring_config_file.as_deref())?;
     let engine = engine::new_engine()?;
-    let wasm = engine::component_bytes(args.component.as_deref())?;
     let component = {
         let (engine, cache) = (engine.clone(), cache.clone());
-        let wasm = wasm.into_owned();
-        tokio::task::spawn_blocking(move || engine::load_component(&engine, &wasm, &cache))
-            .await??
+        let path = args.component.clone();
+        tokio::task::spawn_blocking(move || {
+            engine::load_component_from(&engine, path.as_deref(), &cache)
+        })
+        .await??
     };
     let linker = pool::linker(&engine)?;
     engine::start_epoch_ticker(&engine);

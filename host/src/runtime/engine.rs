@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 use crate::config::cli::CompileArgs;
 use crate::runtime::cwasm::{self, Cached};
+use crate::runtime::digests;
 
 /// The component built into this binary by `build.rs`.
 pub static BUILTIN_COMPONENT: &[u8] = include_bytes!(env!("VITRINE_COMPONENT_WASM"));
@@ -79,28 +79,65 @@ pub fn component_bytes(path: Option<&Path>) -> anyhow::Result<std::borrow::Cow<'
 
 /// Where [`load_component`] caches `wasm` compiled for `engine`.
 pub fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+    cache_path_of(engine, &digests::of_bytes(wasm), dir)
+}
+
+fn cache_path_of(engine: &Engine, sha: &digests::Sha, dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     // Shapes the compiled memory images but is not in wasmtime's hash.
     DENSE_IMAGE_BYTES.hash(&mut hasher);
-    let digest = Sha256::digest(wasm);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    dir.join("components")
-        .join(format!("{hex}-{:016x}.cwasm", hasher.finish()))
+    dir.join("components").join(format!(
+        "{}-{:016x}.cwasm",
+        digests::hex(&sha[..16]),
+        hasher.finish()
+    ))
+}
+
+/// Loads the component at `path` (the built-in one if `None`). A file is
+/// read only if its compiled copy is not in the cache: its hash is
+/// remembered there ([`digests`]).
+pub fn load_component_from(
+    engine: &Engine,
+    path: Option<&Path>,
+    cache: &Path,
+) -> anyhow::Result<Component> {
+    let Some(path) = path else {
+        return load_component(engine, BUILTIN_COMPONENT, cache);
+    };
+    let (sha, read) = digests::of_file(path, cache)
+        .with_context(|| format!("cannot read component {}", path.display()))?;
+    if let Some(component) = cached(engine, &cache_path_of(engine, &sha, cache)) {
+        return Ok(component);
+    }
+    let wasm = match read {
+        Some(wasm) => wasm,
+        None => std::fs::read(path)
+            .with_context(|| format!("cannot read component {}", path.display()))?,
+    };
+    load_component(engine, &wasm, cache)
 }
 
 /// Loads `wasm`, compiling it only if the cache has no usable copy.
 pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Result<Component> {
     let path = cache_path(engine, wasm, cache);
-    match cwasm::read_verified(&path) {
+    if let Some(component) = cached(engine, &path) {
+        return Ok(component);
+    }
+    compile(engine, wasm, &path)
+}
+
+/// The compiled component at `path`, if it is there and trustworthy.
+fn cached(engine: &Engine, path: &Path) -> Option<Component> {
+    match cwasm::read_verified(path) {
         Cached::Verified => {
             // SAFETY: the file was written by `precompile_component` for an
             // engine with the same compatibility hash (part of its name), and
             // its bytes match the checksum written beside them.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => {
                     tracing::debug!("loaded compiled component from {}", path.display());
-                    return Ok(component);
+                    return Some(component);
                 }
                 Err(e) => tracing::warn!(
                     "ignoring unusable compiled component {}: {e:#}",
@@ -114,6 +151,11 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Res
         ),
         Cached::Missing => {}
     }
+    None
+}
+
+/// Compiles `wasm` and caches it at `path`.
+fn compile(engine: &Engine, wasm: &[u8], path: &Path) -> anyhow::Result<Component> {
     let started = Instant::now();
     tracing::info!(
         "compiling the component with Cranelift ({} MB); this takes up to a minute once, then it is cached in {}",
@@ -128,7 +170,7 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Res
         .map_err(anyhow::Error::from)
         .context("the component does not compile")?;
     tracing::info!("compiled in {:.1} s", started.elapsed().as_secs_f64());
-    if let Err(e) = cwasm::write_verified(&path, &compiled) {
+    if let Err(e) = cwasm::write_verified(path, &compiled) {
         tracing::warn!(
             "cannot cache the compiled component at {}: {e:#}; serving anyway, but every start compiles it again: free space there or point --cache_dir at a writable folder",
             path.display()

@@ -1,12 +1,15 @@
 //! The wasm runtime: everything wasmtime.
 //!
 //! - [`engine`]: wasmtime's configuration and the compiled-component cache.
+//! - [`cwasm`]: the cache's files and their checksums.
+//! - [`digests`]: component files' hashes, remembered by file identity.
 //! - [`pool`]: warm component instances that answer requests.
 //! - [`nn`]: `wasi:nn` for the guest, lending it the version's native graph.
 //! - [`preinit`]: `vitrine preinit`, a snapshot of the component with its
 //!   model loaded.
 
 pub mod cwasm;
+pub mod digests;
 pub mod engine;
 pub mod memory;
 pub mod nn;
