@@ -182,9 +182,14 @@ fn compile(engine: &Engine, wasm: &[u8], path: &Path) -> anyhow::Result<Componen
 
 pub fn compile_command(args: CompileArgs) -> anyhow::Result<()> {
     let engine = new_engine()?;
-    let wasm = component_bytes(args.component.as_deref())?;
     let cache = cache_dir(args.cache_dir.as_deref());
-    load_component(&engine, &wasm, &cache)?;
-    println!("{}", cache_path(&engine, &wasm, &cache).display());
+    // Through the file's remembered hash, as `serve` loads it, so a cache
+    // warmed here (an image build) also spares `serve` reading the file.
+    load_component_from(&engine, args.component.as_deref(), &cache)?;
+    let sha = match args.component.as_deref() {
+        Some(path) => digests::of_file(path, &cache)?.0,
+        None => digests::of_bytes(BUILTIN_COMPONENT),
+    };
+    println!("{}", cache_path_of(&engine, &sha, &cache).display());
     Ok(())
 }
