@@ -71,6 +71,10 @@ pub struct Registry {
     pub max_request_bytes: usize,
     /// Time a REST client has to send a body (`None`: no limit).
     pub body_read_timeout: Option<std::time::Duration>,
+    /// Signalled after every change of models or version states, so the
+    /// gRPC health service turns SERVING as the first version turns
+    /// AVAILABLE, not a poll later. One permit is kept for one watcher.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -79,6 +83,7 @@ impl Registry {
             models: RwLock::new(BTreeMap::new()),
             max_request_bytes,
             body_read_timeout: None,
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -112,13 +117,15 @@ impl Registry {
     /// report it.
     pub fn add_model(&self, model: &str) {
         self.write().entry(model.to_string()).or_default();
+        self.changed.notify_one();
     }
 
     /// Forgets `model`: its routes answer 404 from now on. Returns the pools
     /// it was serving, for the caller to drain.
     pub fn remove_model(&self, model: &str) -> Vec<(u64, Arc<InstancePool>)> {
-        self.write()
-            .remove(model)
+        let removed = self.write().remove(model);
+        self.changed.notify_one();
+        removed
             .map(|entry| {
                 entry
                     .versions
@@ -135,9 +142,12 @@ impl Registry {
     /// Sets the state of one version, returning the previous one. Does
     /// nothing for a model that is not configured.
     pub fn set(&self, model: &str, version: u64, state: VersionState) -> Option<VersionState> {
-        self.write()
+        let previous = self
+            .write()
             .get_mut(model)
-            .and_then(|m| m.versions.insert(version, state))
+            .and_then(|m| m.versions.insert(version, state));
+        self.changed.notify_one();
+        previous
     }
 
     /// Drops a version from status entirely (its folder is gone).
@@ -146,6 +156,7 @@ impl Registry {
             m.versions.remove(&version);
             m.notes.remove(&version);
         }
+        self.changed.notify_one();
     }
 
     /// Sets or clears the note the status shows for a version; true if it

@@ -149,6 +149,7 @@ async fn report_health(reporter: tonic_health::server::HealthReporter, registry:
                 .await;
             last = Some(status);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Woken by every registry change; the timeout is a backstop.
+        let _ = tokio::time::timeout(Duration::from_secs(1), registry.changed.notified()).await;
     }
 }
