@@ -235,6 +235,7 @@ async fn serve(
             engine::load_component_from(&engine, path.as_deref(), &cache)
         })
         .await??
+        .0
     };
     let linker = pool::linker(&engine)?;
     engine::start_epoch_ticker(&engine);

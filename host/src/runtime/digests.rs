@@ -25,11 +25,11 @@ pub fn of_bytes(wasm: &[u8]) -> Sha {
 /// `path`'s SHA-256: remembered in `cache` if its identity is unchanged,
 /// else computed and remembered. The bytes are returned when they were read.
 pub fn of_file(path: &Path, cache: &Path) -> std::io::Result<(Sha, Option<Vec<u8>>)> {
-    let memo = memo_path(path, cache)?;
+    let before = identity(path)?;
+    let memo = memo_path(&before, cache);
     if let Some(sha) = std::fs::read_to_string(&memo).ok().and_then(|s| parse(&s)) {
         return Ok((sha, None));
     }
-    let before = identity(path)?;
     let wasm = std::fs::read(path)?;
     let sha = of_bytes(&wasm);
     // Remembered only if the file did not change while it was read; a memo
@@ -56,9 +56,10 @@ fn identity(path: &Path) -> std::io::Result<String> {
     ))
 }
 
-fn memo_path(path: &Path, cache: &Path) -> std::io::Result<PathBuf> {
-    let key = Sha256::digest(identity(path)?.as_bytes());
-    Ok(cache.join("digests").join(hex(&key[..16])))
+/// Where the hash of the file with this [`identity`] is remembered.
+fn memo_path(identity: &str, cache: &Path) -> PathBuf {
+    let key = Sha256::digest(identity.as_bytes());
+    cache.join("digests").join(hex(&key[..16]))
 }
 
 fn write_memo(memo: &Path, sha: &Sha) -> std::io::Result<()> {
@@ -123,7 +124,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (file, cache) = (dir.path().join("c.wasm"), dir.path().join("cache"));
         std::fs::write(&file, b"bytes").expect("write");
-        let memo = memo_path(&file, &cache).expect("memo path");
+        let memo = memo_path(&identity(&file).expect("identity"), &cache);
         std::fs::create_dir_all(memo.parent().expect("parent")).expect("mkdir");
         std::fs::write(&memo, "sha256 12ab").expect("write memo");
         assert_eq!(of_file(&file, &cache).expect("hash").0, of_bytes(b"bytes"));

@@ -94,37 +94,46 @@ fn cache_path_of(engine: &Engine, sha: &digests::Sha, dir: &Path) -> PathBuf {
     ))
 }
 
-/// Loads the component at `path` (the built-in one if `None`). A file is
-/// read only if its compiled copy is not in the cache: its hash is
-/// remembered there ([`digests`]).
+/// Loads the component at `path` (the built-in one if `None`) and says
+/// where its compiled copy is cached. A file is read only if that copy is
+/// missing: its hash is remembered in the cache ([`digests`]).
 pub fn load_component_from(
     engine: &Engine,
     path: Option<&Path>,
     cache: &Path,
-) -> anyhow::Result<Component> {
+) -> anyhow::Result<(Component, PathBuf)> {
     let Some(path) = path else {
-        return load_component(engine, BUILTIN_COMPONENT, cache);
+        let cwasm = cache_path(engine, BUILTIN_COMPONENT, cache);
+        return Ok((
+            cached_or_compiled(engine, BUILTIN_COMPONENT, &cwasm)?,
+            cwasm,
+        ));
     };
     let (sha, read) = digests::of_file(path, cache)
         .with_context(|| format!("cannot read component {}", path.display()))?;
-    if let Some(component) = cached(engine, &cache_path_of(engine, &sha, cache)) {
-        return Ok(component);
+    let cwasm = cache_path_of(engine, &sha, cache);
+    if let Some(component) = cached(engine, &cwasm) {
+        return Ok((component, cwasm));
     }
     let wasm = match read {
         Some(wasm) => wasm,
         None => std::fs::read(path)
             .with_context(|| format!("cannot read component {}", path.display()))?,
     };
-    load_component(engine, &wasm, cache)
+    Ok((compile(engine, &wasm, &cwasm)?, cwasm))
 }
 
 /// Loads `wasm`, compiling it only if the cache has no usable copy.
 pub fn load_component(engine: &Engine, wasm: &[u8], cache: &Path) -> anyhow::Result<Component> {
-    let path = cache_path(engine, wasm, cache);
-    if let Some(component) = cached(engine, &path) {
-        return Ok(component);
+    cached_or_compiled(engine, wasm, &cache_path(engine, wasm, cache))
+}
+
+/// `wasm` from its compiled copy at `cwasm`, compiling it there if needed.
+fn cached_or_compiled(engine: &Engine, wasm: &[u8], cwasm: &Path) -> anyhow::Result<Component> {
+    match cached(engine, cwasm) {
+        Some(component) => Ok(component),
+        None => compile(engine, wasm, cwasm),
     }
-    compile(engine, wasm, &path)
 }
 
 /// The compiled component at `path`, if it is there and trustworthy.
@@ -185,11 +194,7 @@ pub fn compile_command(args: CompileArgs) -> anyhow::Result<()> {
     let cache = cache_dir(args.cache_dir.as_deref());
     // Through the file's remembered hash, as `serve` loads it, so a cache
     // warmed here (an image build) also spares `serve` reading the file.
-    load_component_from(&engine, args.component.as_deref(), &cache)?;
-    let sha = match args.component.as_deref() {
-        Some(path) => digests::of_file(path, &cache)?.0,
-        None => digests::of_bytes(BUILTIN_COMPONENT),
-    };
-    println!("{}", cache_path_of(&engine, &sha, &cache).display());
+    let (_, cwasm) = load_component_from(&engine, args.component.as_deref(), &cache)?;
+    println!("{}", cwasm.display());
     Ok(())
 }

@@ -171,7 +171,7 @@ fn range_limit(x: i64) -> u8 {
 /// result's `[c]` holds column `c` of the workspace (transposed, as the row
 /// pass reads it). libjpeg's shortcut for all-zero AC terms gives the same
 /// values, so every column takes the full computation.
-fn columns<T: Copy + Default>(rows: [Lanes<T>; 8]) -> [Lanes<T>; 8]
+fn columns<T: Copy>(rows: [Lanes<T>; 8]) -> [Lanes<T>; 8]
 where
     Lanes<T>: Lane,
 {
@@ -235,7 +235,8 @@ pub(super) fn inverse_transform(
 mod tests {
     use super::*;
 
-    /// The scalar, 64-bit `jpeg_idct_islow` (the reference both paths must match).
+    /// The 64-bit path alone, libjpeg's `JLONG` arithmetic: what the 32-bit
+    /// path must reproduce.
     fn reference(coefs: &[i16; 64], quant: &[u16; 64]) -> [u8; 64] {
         let input = std::array::from_fn(|r| {
             Lanes(std::array::from_fn(|c| {
