@@ -18,10 +18,13 @@
 
 use std::sync::Mutex;
 
+use std::io::Read;
+
 use anyhow::{Context, bail};
 use wasi::filesystem::preopens;
 use wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 
+use crate::inference::OnnxFile;
 use crate::service::{LoadedModel, ServiceConfig};
 
 wit_bindgen::generate!({
@@ -135,7 +138,11 @@ fn preload() -> anyhow::Result<Preloaded> {
     let Some((dir, _)) = dirs.iter().find(|(_, path)| *path == guest_dir) else {
         bail!("{guest_dir} is not preopened; preopen the model folder there (VITRINE_MODEL_DIR)");
     };
-    let model = LoadedModel::from_files(&guest_dir, |name| read_file(dir, name))?;
+    let model = LoadedModel::from_files(
+        &guest_dir,
+        |name| read_file(dir, name),
+        |name| Ok(Box::new(WasiFile::open(dir, name)?) as Box<dyn OnnxFile>),
+    )?;
     // The warm-up's synthetic inference, run here once instead of at every
     // start of every server: a model that loads but cannot run fails the
     // build, and the instances of this snapshot skip it (see
@@ -152,26 +159,62 @@ fn preload() -> anyhow::Result<Preloaded> {
 }
 
 fn read_file(dir: &Descriptor, name: &str) -> anyhow::Result<Vec<u8>> {
-    let file = dir
-        .open_at(
-            PathFlags::SYMLINK_FOLLOW,
-            name,
-            OpenFlags::empty(),
-            DescriptorFlags::READ,
-        )
-        .with_context(|| format!("cannot open {name}"))?;
-    let size = file
-        .stat()
-        .with_context(|| format!("cannot stat {name}"))?
-        .size;
-    let mut bytes = Vec::with_capacity(size as usize);
-    loop {
-        let (chunk, eof) = file
-            .read(16 << 20, bytes.len() as u64)
-            .with_context(|| format!("cannot read {name}"))?;
-        bytes.extend_from_slice(&chunk);
-        if eof || chunk.is_empty() {
-            return Ok(bytes);
-        }
+    let mut bytes = Vec::new();
+    WasiFile::open(dir, name)?
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))?;
+    Ok(bytes)
+}
+
+/// A file read through `wasi:filesystem` at offsets, as `std::io` reads one:
+/// `onnx_file` seeks to each initializer in turn.
+struct WasiFile {
+    file: Descriptor,
+    pos: u64,
+    size: u64,
+}
+
+impl WasiFile {
+    fn open(dir: &Descriptor, name: &str) -> anyhow::Result<WasiFile> {
+        let file = dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                name,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .with_context(|| format!("cannot open {name}"))?;
+        let size = file
+            .stat()
+            .with_context(|| format!("cannot stat {name}"))?
+            .size;
+        Ok(WasiFile { file, pos: 0, size })
+    }
+}
+
+impl std::io::Read for WasiFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One call reads at most 16 MB: wasi:filesystem returns a list.
+        let want = buf.len().min(16 << 20) as u64;
+        let (chunk, _eof) = self
+            .file
+            .read(want, self.pos)
+            .map_err(|e| std::io::Error::other(format!("wasi:filesystem read: {e:?}")))?;
+        let n = chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for WasiFile {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.size.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| std::io::Error::other("seek before the file's start"))?;
+        Ok(self.pos)
     }
 }

@@ -27,10 +27,13 @@ fn zoo_graphs_load_in_tract_or_name_the_node() {
     assert!(dirs.len() >= 10, "{dirs:?}");
     for dir in dirs {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let onnx = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+        let mut onnx = std::fs::File::open(dir.join("model.onnx")).expect("model.onnx");
         let side = if name == "mobilevit" { 256 } else { 224 };
         let refused = TRACT_REFUSES.iter().find(|(n, _)| *n == name);
-        match (Classifier::from_onnx(onnx, 3, side, side, 1000), refused) {
+        match (
+            Classifier::from_onnx(&mut onnx, 3, side, side, 1000),
+            refused,
+        ) {
             (Ok(classifier), None) => {
                 let logits = classifier
                     .run(2, vec![0.25; 2 * classifier.image_len()])

@@ -303,10 +303,8 @@ fn wasmtime_serve_runs_the_plain_and_the_preinitialized_component_like_the_host(
     let preinit = WasmtimeServe::start(
         &bin,
         &preinitialized_component(),
-        &[
-            "-Omemory-guaranteed-dense-image-size=2147483648".into(),
-            "--env=VITRINE_MAX_IMAGE_DIMENSION=wide".into(),
-        ],
+        // wasmtime's default configuration, as users run it (README).
+        &["--env=VITRINE_MAX_IMAGE_DIMENSION=wide".into()],
     );
     probes(&preinit, true, "pre-initialized build");
     same_answers(&host, &preinit, "pre-initialized build");

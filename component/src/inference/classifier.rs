@@ -7,6 +7,8 @@ use anyhow::{Context, bail, ensure};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
+use super::OnnxFile;
+
 /// An optimised, runnable image classifier with a dynamic batch dimension.
 pub struct Classifier {
     plan: Arc<TypedRunnableModel>,
@@ -20,30 +22,20 @@ impl Classifier {
     /// Parses a `model.onnx`, fixes its input to f32 `[batch, channels, height, width]`
     /// (batch symbolic) and optimises it.
     ///
-    /// The weights are copied three times on the way (the protobuf's, the
-    /// graph's, the optimised plan's packed ones), and each copy is dropped
-    /// as soon as the next is made, so at most two are held at once: the
-    /// ONNX bytes are decoded in place, not through tract's `model_for_read`,
-    /// which copies them first. Wasm memory never shrinks, so the peak is
-    /// what a guest instance keeps (ViT-B/16: 667 MB, against 992 MB through
-    /// `model_for_read`), and it bounds what a pre-initialized snapshot's
-    /// memory image spans (its `.cwasm`: 753 MB, against 1051 MB; BENCHMARKS.md).
+    /// The weights are copied on the way (tract's graph, then the optimised
+    /// plan's packed ones), and each copy is dropped as soon as the next is
+    /// made. The file is read one initializer at a time (`onnx_file`), so no
+    /// copy of the ONNX bytes is ever held whole. Wasm memory never shrinks,
+    /// so loading's peak is what a guest instance keeps, and it bounds what a
+    /// pre-initialized snapshot's memory image spans (DEPLOY.md).
     pub fn from_onnx(
-        onnx: Vec<u8>,
+        onnx: &mut dyn OnnxFile,
         channels: usize,
         height: usize,
         width: usize,
         num_labels: usize,
     ) -> anyhow::Result<Classifier> {
-        use prost::Message;
-        let proto = tract_onnx::pb::ModelProto::decode(onnx.as_slice())
-            .context("cannot parse model.onnx as ONNX")?;
-        drop(onnx);
-        super::stage("parsed model.onnx");
-        let mut model = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
-            .context("cannot parse model.onnx as ONNX")?;
-        drop(proto);
+        let mut model = super::onnx_file::read_model(onnx)?;
         super::stage("read the graph");
         check_declared_input(&model, channels, height, width)?;
         let batch = model.symbols.sym("batch_size");

@@ -1,5 +1,6 @@
 //! Where the model runs: tract in the guest, or the host's graph through `wasi:nn`.
 
+use super::OnnxFile;
 #[cfg(feature = "tract")]
 use super::classifier::Classifier;
 use super::error::InferenceError;
@@ -16,10 +17,10 @@ pub enum Engine {
 
 impl Engine {
     /// The host's graph when the host names one in `VITRINE_NN_GRAPH` and
-    /// lends it, else the `model.onnx` that `read_onnx` returns, loaded into
+    /// lends it, else the `model.onnx` that `open_onnx` opens, loaded into
     /// the guest.
     pub fn load(
-        read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+        open_onnx: impl FnOnce() -> anyhow::Result<Box<dyn OnnxFile>>,
         channels: usize,
         height: usize,
         width: usize,
@@ -37,7 +38,7 @@ impl Engine {
                 ),
             }
         }
-        guest_engine(read_onnx, channels, height, width, num_labels)
+        guest_engine(open_onnx, channels, height, width, num_labels)
     }
 
     /// Logits `[n, num_labels]`, row-major, for `pixels` laid out `[n, c, h, w]`.
@@ -85,21 +86,20 @@ impl Engine {
 /// The model loaded into this component, with tract.
 #[cfg(feature = "tract")]
 fn guest_engine(
-    read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    open_onnx: impl FnOnce() -> anyhow::Result<Box<dyn OnnxFile>>,
     channels: usize,
     height: usize,
     width: usize,
     num_labels: usize,
 ) -> anyhow::Result<Engine> {
-    let onnx = read_onnx()?;
-    super::stage("read model.onnx");
-    Classifier::from_onnx(onnx, channels, height, width, num_labels).map(Engine::Tract)
+    let mut onnx = open_onnx()?;
+    Classifier::from_onnx(&mut *onnx, channels, height, width, num_labels).map(Engine::Tract)
 }
 
 /// A host-path build has no engine of its own: says which component to use.
 #[cfg(not(feature = "tract"))]
 fn guest_engine(
-    _read_onnx: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    _open_onnx: impl FnOnce() -> anyhow::Result<Box<dyn OnnxFile>>,
     _channels: usize,
     _height: usize,
     _width: usize,

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::api::{ApiError, PredictRequest, Prediction, RequestLimits};
 use crate::config::{ModelConfig, PreprocessorConfig};
-use crate::inference::{Engine, InferenceError};
+use crate::inference::{Engine, InferenceError, OnnxFile};
 use crate::postprocess;
 use crate::preprocess::{self, DecodeLimits};
 
@@ -64,27 +64,33 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads the version folder `dir`.
     pub fn load(dir: &std::path::Path) -> anyhow::Result<LoadedModel> {
-        LoadedModel::from_files(&dir.display().to_string(), |name| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|e| {
-                // WASI refuses to follow a symlink out of the preopened
-                // folder (a Hugging Face cache snapshot is made of them).
-                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                    "; if it is a symlink to a file outside the version folder, the \
-                     sandbox cannot follow it: copy the file into the folder"
-                } else {
-                    ""
-                };
-                anyhow::anyhow!("cannot read {}: {e}{hint}", path.display())
-            })
-        })
+        let fail = |name: &str, e: std::io::Error| {
+            // WASI refuses to follow a symlink out of the preopened folder (a
+            // Hugging Face cache snapshot is made of them).
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "; if it is a symlink to a file outside the version folder, the \
+                 sandbox cannot follow it: copy the file into the folder"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot read {}: {e}{hint}", dir.join(name).display())
+        };
+        LoadedModel::from_files(
+            &dir.display().to_string(),
+            |name| std::fs::read(dir.join(name)).map_err(|e| fail(name, e)),
+            |name| match std::fs::File::open(dir.join(name)) {
+                Ok(file) => Ok(Box::new(file) as Box<dyn OnnxFile>),
+                Err(e) => Err(fail(name, e)),
+            },
+        )
     }
 
-    /// Loads a version folder whose files `read` returns by name; `dir` only
-    /// names the folder in errors.
+    /// Loads a version folder whose files `read` returns by name, and whose
+    /// `model.onnx` `open` opens; `dir` only names the folder in errors.
     pub fn from_files(
         dir: &str,
         read: impl Fn(&str) -> anyhow::Result<Vec<u8>>,
+        open: impl FnOnce(&str) -> anyhow::Result<Box<dyn OnnxFile>>,
     ) -> anyhow::Result<LoadedModel> {
         let config =
             ModelConfig::from_json(&read("config.json")?).context("invalid config.json")?;
@@ -99,7 +105,7 @@ impl LoadedModel {
         let image_shape = [3, size.height as usize, size.width as usize];
         let [c, h, w] = image_shape;
         let num_labels = config.id2label.len();
-        let engine = Engine::load(|| read("model.onnx"), c, h, w, num_labels)
+        let engine = Engine::load(|| open("model.onnx"), c, h, w, num_labels)
             .with_context(|| format!("cannot load the model in {dir}"))?;
         Ok(LoadedModel {
             engine,

@@ -316,7 +316,7 @@ mod tests {
             OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options).expect("session");
         assert_eq!(engine.name(), "onnxruntime");
         let tract = Classifier::from_onnx(
-            std::fs::read(&onnx).expect("read"),
+            &mut std::fs::File::open(&onnx).expect("open"),
             shape[0],
             shape[1],
             shape[2],
