@@ -16,9 +16,8 @@
 //!   skips zero pages, so the ONNX bytes and tract's intermediate graphs,
 //!   freed once the plan is optimised, do not end up in the component.
 
-use std::sync::Mutex;
-
 use std::io::Read;
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use wasi::filesystem::preopens;

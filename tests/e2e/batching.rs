@@ -25,7 +25,13 @@ fn runs(server: &Server) -> (u64, u64) {
             .as_u64()
             .unwrap_or_else(|| panic!("no {k} in {stats}"))
     };
-    (n("model_runs"), n("rows"))
+    let (runs, rows) = (n("model_runs"), n("rows"));
+    let seconds = v["runs"]["model_run_seconds"].as_f64().unwrap_or(-1.0);
+    assert!(
+        (runs == 0) == (seconds == 0.0) && seconds >= 0.0,
+        "{runs} runs took {seconds} s: {stats}"
+    );
+    (runs, rows)
 }
 
 fn request(image: &std::path::Path) -> Value {

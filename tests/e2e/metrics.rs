@@ -132,6 +132,17 @@ fn metrics_count_requests_of_every_api() {
         sample(&m, "vitrine_batch_size", "vitrine_batch_size_sum", &version),
         Some(N as f64 + 19.0)
     );
+    // Each of those runs is timed, on its own, apart from the request.
+    let run = |series: &str| {
+        sample(
+            &m,
+            "vitrine_model_run_duration_seconds",
+            &format!("vitrine_model_run_duration_seconds_{series}"),
+            &version,
+        )
+    };
+    assert_eq!(run("count"), Some(N as f64 + 3.0), "{m}");
+    assert!(run("sum").is_some_and(|s| s > 0.0), "{m}");
     assert_eq!(
         sample(
             &m,

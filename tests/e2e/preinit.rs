@@ -33,22 +33,36 @@ fn a_preinitialized_component_serves_fresh_instances_without_reading_the_model()
     copy_version(&tiny_version(0), &repo.join("1"));
     let out_dir = fresh_dir("preinit-out");
     let snapshot = out_dir.path().join("vitrine-m-1.wasm");
-    let status = vitrine()
+    let preinit = vitrine()
         .args(["preinit", "--model_name", "m", "--model"])
         .arg(repo.join("1"))
         .arg("--component")
         .arg(&plain)
         .arg("--out")
         .arg(&snapshot)
-        .status()
+        .output()
         .expect("run vitrine preinit");
-    assert!(status.success(), "vitrine preinit failed");
+    let said = String::from_utf8_lossy(&preinit.stderr);
+    assert!(preinit.status.success(), "vitrine preinit failed: {said}");
+    // Below half, wasmtime's default configuration copies the whole image
+    // into every instance instead of mapping it (Spin: hundreds of MB per
+    // concurrent request for ViT-B/16).
+    let density: u64 = said
+        .split_once("the snapshot's memory: ")
+        .and_then(|(_, line)| line.split_once(" ("))
+        .and_then(|(_, rest)| rest.split_once('%'))
+        .and_then(|(percent, _)| percent.parse().ok())
+        .unwrap_or_else(|| panic!("no memory figures in preinit's output: {said}"));
+    assert!(
+        density >= 50,
+        "the snapshot's data is {density}% of its span; wasmtime wants 50%: {said}"
+    );
     let (plain_len, snapshot_len) = (
         std::fs::metadata(&plain).expect("component").len(),
         std::fs::metadata(&snapshot).expect("snapshot").len(),
     );
     eprintln!(
-        "pre-initialized component: {} MB (plain build {} MB, tiny model)",
+        "pre-initialized component: {} MB (plain build {} MB, tiny model), its memory {density}% data",
         snapshot_len >> 20,
         plain_len >> 20
     );

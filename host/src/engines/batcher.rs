@@ -288,8 +288,9 @@ fn batch_thread(shared: &Shared) {
 fn run_batch(shared: &Shared, batch: Batch) {
     let padded = shared.params.padded(batch.rows);
     let parts: Vec<&[u8]> = batch.tasks.iter().map(|t| t.input.as_slice()).collect();
+    let started = std::time::Instant::now();
     let result = shared.engine.run(padded, &parts);
-    shared.stats.record(padded);
+    shared.stats.record(padded, started.elapsed());
     match result {
         Ok(rows) => {
             let width = shared.engine.num_labels();

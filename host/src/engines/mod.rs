@@ -21,6 +21,7 @@ pub mod run_threads;
 pub mod tract;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// An engine that runs one model version's graph, shared by every instance
 /// of the version.
@@ -51,6 +52,9 @@ pub struct RunStats {
     pub runs: AtomicU64,
     pub rows: AtomicU64,
     pub largest_batch: AtomicU64,
+    /// Time spent inside the engine, summed over runs: what serving adds
+    /// is a request's latency less its share of this.
+    pub run_nanos: AtomicU64,
 }
 
 impl RunStats {
@@ -62,9 +66,11 @@ impl RunStats {
         }
     }
 
-    pub fn record(&self, rows: usize) {
-        crate::metrics::record_batch(&self.model, self.version, rows);
+    pub fn record(&self, rows: usize, took: Duration) {
+        crate::metrics::record_run(&self.model, self.version, rows, took);
         self.runs.fetch_add(1, Ordering::Relaxed);
+        self.run_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.largest_batch.fetch_max(rows as u64, Ordering::Relaxed);
     }
@@ -74,6 +80,7 @@ impl RunStats {
             "model_runs": self.runs.load(Ordering::Relaxed),
             "rows": self.rows.load(Ordering::Relaxed),
             "largest_batch": self.largest_batch.load(Ordering::Relaxed),
+            "model_run_seconds": self.run_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
         })
     }
 }

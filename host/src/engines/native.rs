@@ -222,8 +222,9 @@ impl NativeModel {
                 let stats = self.stats.clone();
                 threads
                     .run(move || {
+                        let started = std::time::Instant::now();
                         let logits = engine.run(rows, &[input.as_slice()])?;
-                        stats.record(rows);
+                        stats.record(rows, started.elapsed());
                         anyhow::Ok(logits)
                     })
                     .await
