@@ -97,6 +97,8 @@ def prepare(args, work):
                        "instances": [base64.urlsafe_b64encode(image.read_bytes()).decode()]}).encode()
     body_file = work / "request.json"
     body_file.write_bytes(body)
+    # The same image for bench-wasm's timing of the guest's preprocessing.
+    (work / "request.jpg").write_bytes(image.read_bytes())
     return base, body, body_file
 
 
@@ -232,7 +234,8 @@ def main():
         # Cached first, so Cranelift's memory stays out of the row's peak RSS.
         subprocess.run([args.vitrine, "compile", "--component", args.bench_wasm_program], check=True,
                        capture_output=True)
-    r = run_json([args.vitrine, "bench-wasm", "--model", model_dir, "--iterations", str(iters), *program], 1800)
+    r = run_json([args.vitrine, "bench-wasm", "--model", model_dir, "--iterations", str(iters),
+                  "--image", work / "request.jpg", *program], 1800)
     results["bare"].append(r)
 
     lib = f"--onnxruntime_library={onnxruntime_library()}"
@@ -330,6 +333,13 @@ def write_report(out, results):
         c8 = tp.get("8") if isinstance(tp, dict) else None
         lines.append(f"| {r['engine']} | {r['threads']} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
                      f"{r['p50_ms'] / ref_p50:.2f}x | {fmt(c1)} | {fmt(c8)} | {fmt(r['peak_rss_mb'])} |")
+    if tract_wasm and "preprocess_p50_ms" in tract_wasm:
+        pre = tract_wasm["preprocess_p50_ms"]
+        lines += ["", f"Guest preprocessing in wasm (`vitrine bench-wasm --image`, the served runs' JPEG, the server's "
+                      f"engine config): decode {fmt(tract_wasm['decode_p50_ms'])} ms, decode to tensor (resize, crop, "
+                      f"normalise) {fmt(pre)} ms p50, {fmt(tract_wasm['preprocess_p99_ms'])} ms p99: "
+                      f"{pre / ref_p50:.1%} of bare onnxruntime's p50, the component's own work in every request "
+                      "the host path serves."]
     lines += [
         "",
         "## Served end to end over HTTP (decode, preprocess, inference, postprocess, JSON)",

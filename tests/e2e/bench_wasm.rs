@@ -1,7 +1,7 @@
 //! `vitrine bench-wasm`: the benchmark's "tract in wasm" row is the guest's
 //! tract built as a wasm32-wasip2 command and run in the host's engine.
 
-use super::support::{build_wasm, tiny_repo, vitrine};
+use super::support::{build_wasm, coco_jpeg, tiny_repo, vitrine};
 
 /// The command ./bench.sh builds (a bin keeps its dashes in the file name).
 fn program() -> std::path::PathBuf {
@@ -32,6 +32,33 @@ fn bench_wasm_times_the_guest_tract_in_wasm() {
     for field in ["load_s", "compile_s", "instantiate_s", "images_per_s"] {
         assert!(report[field].as_f64().is_some(), "no {field} in {report}");
     }
+}
+
+#[test]
+fn bench_wasm_times_the_guests_preprocessing_of_an_image() {
+    let out = vitrine()
+        .args(["bench-wasm", "--iterations", "1", "--model"])
+        .arg(tiny_repo().join("1"))
+        .arg("--image")
+        .arg(coco_jpeg())
+        .arg("--program")
+        .arg(program())
+        .output()
+        .expect("run vitrine bench-wasm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench-wasm failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+    let decode = report["decode_p50_ms"].as_f64().unwrap_or(0.0);
+    let whole = report["preprocess_p50_ms"].as_f64().unwrap_or(0.0);
+    // The whole preprocessing decodes too, then resizes and normalises.
+    assert!(decode > 0.0 && whole > decode, "{report}");
+    assert!(
+        report["preprocess_p99_ms"].as_f64() >= Some(whole),
+        "{report}"
+    );
 }
 
 #[test]

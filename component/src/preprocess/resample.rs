@@ -232,41 +232,66 @@ fn resample(src: &Pixels<'_>, out: &mut RgbImage, kernel: Kernel) {
 /// Horizontal pass of every row of `rows` (each `width` pixels) into `out`,
 /// whose rows are as many, each `horizontal`'s output width.
 fn horizontal_pass(rows: &[u8], width: usize, horizontal: &AxisWeights, out: &mut [u8]) {
+    // A kernel size known at compile time unrolls the taps into straight
+    // scalar code that Cranelift keeps in registers. Sizes are odd
+    // (`AxisWeights::new`); those listed cover bilinear down to 1/10 of the
+    // width and bicubic down to 1/5.
+    macro_rules! dispatch {
+        ($($k:literal)*) => {
+            match horizontal.ksize {
+                $($k => horizontal_rows::<$k>(rows, width, horizontal, out),)*
+                _ => horizontal_rows::<0>(rows, width, horizontal, out),
+            }
+        };
+    }
+    dispatch!(1 3 5 7 9 11 13 15 17 19 21);
+}
+
+/// [`horizontal_pass`] for kernels of `K` weights (0: any size). Weights
+/// past a tap's length are zero, so an output whose `K` source pixels all
+/// lie in the row sums all `K` of them; only those at the right edge take
+/// their exact length.
+#[inline(always)]
+fn horizontal_rows<const K: usize>(
+    rows: &[u8],
+    width: usize,
+    horizontal: &AxisWeights,
+    out: &mut [u8],
+) {
     let row_in = width * CHANNELS;
     let row_out = horizontal.start.len() * CHANNELS;
-    for (y, dst_row) in out.chunks_exact_mut(row_out).enumerate() {
-        // Each tap reads four bytes, a pixel and the next one's first
-        // channel, so that the three sums are one 4-lane SIMD step; the
-        // fourth lane is dropped. From the row's start on, so only the
-        // image's very last byte lacks a successor.
-        let src_row = &rows[y * row_in..];
+    let ksize = horizontal.ksize;
+    for (src_row, dst_row) in rows.chunks_exact(row_in).zip(out.chunks_exact_mut(row_out)) {
         for (x, dst) in dst_row.chunks_exact_mut(CHANNELS).enumerate() {
-            let (start, weights) = horizontal.taps(x);
-            let first = start * CHANNELS;
-            let mut acc = [HALF; 4];
-            match src_row.get(first..first + weights.len() * CHANNELS + 1) {
-                Some(taps) => {
-                    for (j, &w) in weights.iter().enumerate() {
-                        let px: [u8; 4] = std::array::from_fn(|c| taps[j * CHANNELS + c]);
-                        for (a, p) in acc.iter_mut().zip(px) {
-                            *a += i32::from(p) * w;
-                        }
-                    }
+            let start = horizontal.start[x];
+            let padded = &horizontal.weights[x * ksize..][..ksize];
+            let acc = match src_row.get(start * CHANNELS..(start + K) * CHANNELS) {
+                Some(taps) if K > 0 => tap_sums(&padded[..K], taps),
+                _ => {
+                    let len = horizontal.len[x];
+                    tap_sums(
+                        &padded[..len],
+                        &src_row[start * CHANNELS..][..len * CHANNELS],
+                    )
                 }
-                None => {
-                    let taps = &src_row[first..][..weights.len() * CHANNELS];
-                    for (px, &w) in taps.chunks_exact(CHANNELS).zip(weights) {
-                        for (a, &p) in acc.iter_mut().zip(px) {
-                            *a += i32::from(p) * w;
-                        }
-                    }
-                }
-            }
+            };
             dst[0] = clip8(acc[0]);
             dst[1] = clip8(acc[1]);
             dst[2] = clip8(acc[2]);
         }
     }
+}
+
+/// The three channel sums of one output pixel, with PIL's rounding bias.
+#[inline(always)]
+fn tap_sums(weights: &[i32], taps: &[u8]) -> [i32; CHANNELS] {
+    let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+    for (px, &w) in taps.chunks_exact(CHANNELS).zip(weights) {
+        r += i32::from(px[0]) * w;
+        g += i32::from(px[1]) * w;
+        b += i32::from(px[2]) * w;
+    }
+    [r, g, b]
 }
 
 /// Vertical pass over `rows`, whose first row is source row `row_offset`.

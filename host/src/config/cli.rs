@@ -303,6 +303,10 @@ pub struct BenchWasmArgs {
     /// Timed runs, after two untimed ones.
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
+    /// An image whose decoding and preprocessing in wasm to time as well
+    /// (ten times `--iterations` runs), as the component does it per request.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
     /// The `vitrine-bench-wasm` command component; defaults to where
     /// `cargo build --release --target wasm32-wasip2 -p vitrine-bench-wasm
     /// --target-dir $VITRINE_WASM_TARGET_DIR` (else `$CARGO_TARGET_DIR/wasm-component`) writes it.

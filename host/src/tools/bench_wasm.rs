@@ -6,8 +6,10 @@
 //! batch-1 inferences. The engine is the one `serve` makes (epoch
 //! interruption on, the epoch ticker running, a far deadline on the store,
 //! the same memory limit), so the served guest path differs from this only
-//! by what serving adds. Prints the command's JSON line with the compile,
-//! instantiate and host-side figures added.
+//! by what serving adds. With `--image` it also times the component's
+//! decoding and preprocessing of that image in the same engine. Prints the
+//! command's JSON line with the compile, instantiate and host-side figures
+//! added.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +30,9 @@ use crate::tools::bench::peak_rss_mb;
 /// The store's deadline: far beyond any run, as a request's is beyond its
 /// inference, so epoch checks cost what they cost when serving.
 const DEADLINE: Duration = Duration::from_secs(6 * 3600);
+
+/// Where the guest sees `--image`'s folder.
+const GUEST_IMAGE_DIR: &str = "/image";
 
 /// The command's JSON line and nothing much more.
 const STDOUT_CAPACITY: usize = 1 << 20;
@@ -106,13 +111,29 @@ async fn bench(args: BenchWasmArgs) -> anyhow::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     let stdout = MemoryOutputPipe::new(STDOUT_CAPACITY);
     let mut wasi = WasiCtx::builder();
+    let mut argv = vec![
+        "vitrine-bench-wasm".to_string(),
+        GUEST_MODEL_DIR.to_string(),
+        args.iterations.to_string(),
+    ];
+    if let Some(image) = &args.image {
+        let (Some(dir), Some(name)) = (image.parent(), image.file_name()) else {
+            bail!("--image {} names no file", image.display());
+        };
+        anyhow::ensure!(image.is_file(), "--image {} is not a file", image.display());
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        wasi.preopened_dir(dir, GUEST_IMAGE_DIR, FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot open {}", dir.display()))?;
+        argv.push(format!("{GUEST_IMAGE_DIR}/{}", name.to_string_lossy()));
+    }
     wasi.inherit_stderr()
         .stdout(stdout.clone())
-        .args(&[
-            "vitrine-bench-wasm",
-            GUEST_MODEL_DIR,
-            &args.iterations.to_string(),
-        ])
+        .args(&argv)
         .preopened_dir(&args.model, GUEST_MODEL_DIR, FsPerms::ReadOnly)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot open {}", args.model.display()))?;

@@ -4,8 +4,12 @@
 use super::error::{Failure, Result};
 
 pub(super) struct Huffman {
-    /// (code length, symbol) for every 9-bit prefix of a code of at most 9 bits.
-    fast: Vec<(u8, u8)>,
+    /// (code length, symbol) for every 10-bit prefix of a code of at most 10 bits.
+    fast: Box<[(u8, u8); 1 << FAST_BITS]>,
+    /// For AC tables: every 10-bit prefix that holds a whole code and its
+    /// coefficient's magnitude bits, as [`FastAc::pack`]; 0 for the others.
+    /// One lookup then decodes a coefficient (stb_image's `fast_ac`).
+    fast_ac: Box<[i32; 1 << FAST_BITS]>,
     /// Canonical decoding tables indexed by code length (JPEG Annex F.2.2.3).
     max_code: [i32; 17],
     min_code: [i32; 17],
@@ -13,11 +17,43 @@ pub(super) struct Huffman {
     symbols: Vec<u8>,
 }
 
-const FAST_BITS: u32 = 9;
+const FAST_BITS: u32 = 10;
+
+/// A coefficient decoded by one lookup: its zero run and value, and the
+/// bits its code and magnitude took.
+pub(super) struct FastAc {
+    pub(super) run: usize,
+    pub(super) value: i32,
+    len: u32,
+}
+
+impl FastAc {
+    /// value << 16 | run << 8 | len; never 0, since len > 0.
+    fn pack(value: i32, run: u8, len: u32) -> i32 {
+        (value << 16) | (i32::from(run) << 8) | len as i32
+    }
+
+    fn unpack(packed: i32) -> Self {
+        Self {
+            run: ((packed >> 8) & 15) as usize,
+            value: packed >> 16,
+            len: (packed & 255) as u32,
+        }
+    }
+}
+
+/// `HUFF_EXTEND`: the signed value of `size` magnitude bits `v`.
+fn extend(v: i32, size: u32) -> i32 {
+    if v < 1 << (size - 1) {
+        v - (1 << size) + 1
+    } else {
+        v
+    }
+}
 
 impl Huffman {
     pub(super) fn new(counts: &[u8; 16], symbols: &[u8]) -> Result<Self> {
-        let mut fast = vec![(0u8, 0u8); 1 << FAST_BITS];
+        let mut fast = Box::new([(0u8, 0u8); 1 << FAST_BITS]);
         let mut max_code = [-1i32; 17];
         let mut min_code = [0i32; 17];
         let mut first_index = [0usize; 17];
@@ -46,8 +82,19 @@ impl Huffman {
             }
             code <<= 1;
         }
+        let fast_ac = Box::new(std::array::from_fn(|prefix| {
+            let (len, rs) = fast[prefix];
+            let (run, size) = (rs >> 4, u32::from(rs & 15));
+            let total = u32::from(len) + size;
+            if len == 0 || size == 0 || total > FAST_BITS {
+                return 0;
+            }
+            let magnitude = (prefix as i32 >> (FAST_BITS - total)) & ((1 << size) - 1);
+            FastAc::pack(extend(magnitude, size), run, total)
+        }));
         Ok(Self {
             fast,
+            fast_ac,
             max_code,
             min_code,
             first_index,
@@ -78,6 +125,25 @@ impl<'a> Bits<'a> {
     }
 
     fn fill(&mut self) {
+        // Whole bytes at once while the next eight hold no 0xFF, the only
+        // byte that needs the careful path (stuffing, markers).
+        if !self.at_marker
+            && let Some(word) = self.data.get(self.pos..self.pos + 8)
+        {
+            let word = u64::from_be_bytes(word.try_into().unwrap_or_default());
+            let inverted = !word;
+            let has_ff =
+                inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080
+                    != 0;
+            if !has_ff {
+                let bytes = (64 - self.count) / 8; // >= 1: fill runs at count <= 56
+                let taken = word >> (64 - 8 * bytes);
+                self.acc |= taken << (64 - 8 * bytes - self.count);
+                self.count += 8 * bytes;
+                self.pos += bytes as usize;
+                return;
+            }
+        }
         while self.count <= 56 {
             let mut byte = 0u8;
             if !self.at_marker && self.pos < self.data.len() {
@@ -134,12 +200,19 @@ impl<'a> Bits<'a> {
         if s == 0 {
             return 0;
         }
-        let v = self.bits(s) as i32;
-        if v < 1 << (s - 1) {
-            v - (1 << s) + 1
-        } else {
-            v
+        extend(self.bits(s) as i32, s)
+    }
+
+    /// The next AC coefficient when [`Huffman::fast_ac`] holds it, consumed;
+    /// otherwise `None` and nothing consumed.
+    pub(super) fn fast_ac(&mut self, table: &Huffman) -> Option<FastAc> {
+        let packed = table.fast_ac[self.peek(FAST_BITS) as usize];
+        if packed == 0 {
+            return None;
         }
+        let ac = FastAc::unpack(packed);
+        self.consume(ac.len);
+        Some(ac)
     }
 
     pub(super) fn decode(&mut self, table: &Huffman) -> u8 {

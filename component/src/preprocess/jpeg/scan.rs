@@ -121,6 +121,12 @@ fn decode_sequential(
     block[0] = *pred as i16;
     let mut k = 1;
     while k < 64 {
+        if let Some(coef) = bits.fast_ac(ac) {
+            k += coef.run;
+            block[NATURAL_ORDER[k]] = coef.value as i16;
+            k += 1;
+            continue;
+        }
         let rs = bits.decode(ac);
         let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
         if size != 0 {
