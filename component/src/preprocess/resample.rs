@@ -263,16 +263,12 @@ fn horizontal_rows<const K: usize>(
     let ksize = horizontal.ksize;
     for (src_row, dst_row) in rows.chunks_exact(row_in).zip(out.chunks_exact_mut(row_out)) {
         for (x, dst) in dst_row.chunks_exact_mut(CHANNELS).enumerate() {
-            let start = horizontal.start[x];
-            let padded = &horizontal.weights[x * ksize..][..ksize];
-            let acc = match src_row.get(start * CHANNELS..(start + K) * CHANNELS) {
-                Some(taps) if K > 0 => tap_sums(&padded[..K], taps),
+            let first = horizontal.start[x] * CHANNELS;
+            let acc = match src_row.get(first..first + K * CHANNELS) {
+                Some(taps) if K > 0 => tap_sums(&horizontal.weights[x * ksize..][..K], taps),
                 _ => {
-                    let len = horizontal.len[x];
-                    tap_sums(
-                        &padded[..len],
-                        &src_row[start * CHANNELS..][..len * CHANNELS],
-                    )
+                    let (_, exact) = horizontal.taps(x);
+                    tap_sums(exact, &src_row[first..][..exact.len() * CHANNELS])
                 }
             };
             dst[0] = clip8(acc[0]);

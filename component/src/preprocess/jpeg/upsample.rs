@@ -65,7 +65,8 @@ fn fancy_h2v2(near: &[u8], far: &[u8], out: &mut [u8]) {
     if width == 0 {
         return;
     }
-    let sum = |i: usize| u16::from(near[i]) * 3 + u16::from(far[i]);
+    let column = |near: u8, far: u8| u16::from(near) * 3 + u16::from(far);
+    let sum = |i: usize| column(near[i], far[i]);
     let mut sums = [0u16; CHUNK + 2];
     for first in (0..width).step_by(CHUNK) {
         let n = CHUNK.min(width - first);
@@ -75,7 +76,7 @@ fn fancy_h2v2(near: &[u8], far: &[u8], out: &mut [u8]) {
             .zip(&near[first..first + n])
             .zip(&far[first..first + n])
         {
-            *s = u16::from(a) * 3 + u16::from(b);
+            *s = column(a, b);
         }
         sums[n + 1] = sum((first + n).min(width - 1));
         let pairs = out[2 * first..2 * (first + n)].chunks_exact_mut(2);
