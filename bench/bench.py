@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ from common import free_port, oha, run_json, say
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = [1, 2, 8, 32]
+# vitrine_request_phase_seconds's phases, in the order a request meets them.
+PHASES = ["queue", "start", "preprocess", "engine_queue", "engine_run", "engine_return", "postprocess", "guest"]
 
 
 def onnxruntime_library():
@@ -58,6 +61,7 @@ class Server(runtimes.Runtime):
 
     def __init__(self, vitrine, base, flags, log):
         port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{port}/monitoring/prometheus/metrics"
         super().__init__([vitrine, "serve", "--rest_api_host=127.0.0.1", f"--rest_api_port={port}", "--port=0",
                           "--model_name=hf-vit", f"--model_base_path={base}", *flags], port, log)
 
@@ -69,6 +73,38 @@ class Server(runtimes.Runtime):
 
     def stop(self):
         return super().stop()[1]
+
+    def time_sums(self):
+        """(sum s, count) of each phase of vitrine_request_phase_seconds, and
+        of the REST predict latency as "server", from the server's metrics."""
+        import urllib.request
+        text = urllib.request.urlopen(self.metrics_url, timeout=60).read().decode()
+        sums = {}
+        for line in text.splitlines():
+            m = re.match(r'(vitrine_request_phase_seconds|vitrine_request_duration_seconds)_(sum|count)\{(.*)\} (\S+)$',
+                         line)
+            if not m:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3)))
+            if m.group(1) == "vitrine_request_phase_seconds":
+                key = labels.get("phase")
+            elif labels.get("api") == "rest_v1" and labels.get("status") == "OK":
+                key = "server"
+            else:
+                continue
+            total = sums.setdefault(key, [0.0, 0.0])
+            total[0 if m.group(2) == "sum" else 1] += float(m.group(4))
+        return sums
+
+
+def mean_ms(before, after):
+    """Mean ms per request of each series between two time_sums()."""
+    means = {}
+    for key, (s, n) in after.items():
+        s0, n0 = before.get(key, [0.0, 0.0])
+        if n > n0:
+            means[key] = (s - s0) / (n - n0) * 1e3
+    return means
 
 
 def prepare(args, work):
@@ -273,7 +309,9 @@ def main():
             # c=1 gives the p50 the targets are ratios of: twice the requests.
             n = max(int(c * 3 * scale), int((60 if c == 1 else 30) * speed * scale), c)
             say(f"vitrine {label}: oha -c {c} -n {n}")
+            before = server.time_sums()
             runs[str(c)] = oha(args.oha, server.url, body_file, c, n, timeout=1800)
+            runs[str(c)]["server_mean_ms"] = mean_ms(before, server.time_sums())
         rss = server.stop()
         results["served"].append({"path": label, "flags": flags, "first_predict_s": ready,
                                   "peak_rss_mb": rss, "runs": runs, "load_average": load_average()})
@@ -365,6 +403,7 @@ def write_report(out, results):
         lines.append(f"| {s['path']} (`{shown}`) | {fmt(r1['p50_ms'])} | {fmt(r1['p99_ms'])} | "
                      f"{r1['p50_ms'] / ref_p50:.2f}x | {tps} | {errors} | {fmt(s['peak_rss_mb'])} | {s['first_predict_s']:.1f} |")
     lines += ["", "Throughput ratios in brackets are against bare onnxruntime (2 threads) at the same concurrency.", ""]
+    lines += time_split_report(results)
 
     def served(label):
         return next((s for s in results["served"] if s["path"] == label), None)
@@ -449,6 +488,36 @@ def write_report(out, results):
         lines += [notes.read_text().rstrip(), ""]
     lines += ["## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
     out.write_text("\n".join(lines))
+
+
+def time_split_report(results):
+    """Where a served request's time goes at c=1: oha's mean, the server's
+    own latency, and its phases (vitrine_request_phase_seconds)."""
+    rows = [s for s in results["served"] if s["runs"]["1"].get("server_mean_ms")]
+    if not rows:
+        return []
+    shown = [p for p in PHASES if any(p in s["runs"]["1"]["server_mean_ms"] for s in rows)]
+    ref_mean = onnxruntime_reference(results).get("mean_ms")
+    lines = [
+        "## Where a served request's time goes (c=1, mean ms per request)",
+        "",
+        "From the server's own metrics, read before and after each row's c=1 run: `vitrine_request_duration_seconds` "
+        "(server: routing to the reply's headers) and `vitrine_request_phase_seconds` (its phases, each the time "
+        "between two stamps on the host's clock; postprocess runs until the guest has written its reply). Client is "
+        "oha's mean; outside is client less server: the connection, HTTP parsing and the reply's write"
+        + (f". Bare onnxruntime (2 threads) averaged {fmt(ref_mean)} ms per run." if ref_mean else "."),
+        "",
+        "| path | client | server | " + " | ".join(shown) + " | outside |",
+        "|---" * (4 + len(shown)) + "|",
+    ]
+    for s in rows:
+        r = s["runs"]["1"]
+        t = r["server_mean_ms"]
+        client, server = r.get("mean_ms"), t.get("server")
+        outside = client - server if client and server else None
+        lines.append(f"| {s['path']} | {fmt(client)} | {fmt(server)} | "
+                     + " | ".join(fmt(t.get(p)) for p in shown) + f" | {fmt(outside)} |")
+    return lines + [""]
 
 
 def runtimes_report(rt):

@@ -41,6 +41,7 @@ def oha(oha_bin, url, body_file, c, n, timeout):
         "ok": ok,
         "errors": n - ok,
         "images_per_s": r["summary"]["requestsPerSec"] * ok / max(n, 1),
+        "mean_ms": (r["summary"].get("average") or 0) * 1e3,
         "p50_ms": (lat.get("p50") or 0) * 1e3,
         "p99_ms": (lat.get("p99") or 0) * 1e3,
     }

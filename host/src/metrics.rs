@@ -29,6 +29,7 @@ struct Metrics {
     latency: HistogramVec,
     batch_size: HistogramVec,
     run_seconds: HistogramVec,
+    phase_seconds: HistogramVec,
     load_seconds: GaugeVec,
     state: IntGaugeVec,
     instances: IntGaugeVec,
@@ -72,6 +73,22 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ],
         &VERSION_LABELS,
+    );
+    // KServe's preprocess/predict/postprocess latencies, finer: each wait
+    // between the front end and the engine is a phase of its own.
+    let phase_seconds = histogram(
+        "vitrine_request_phase_seconds",
+        "Where an inference request's time goes on its instance, in seconds, by phase: \
+         queue (waiting for a free instance), start (handing the request to it), \
+         preprocess (the guest reads, decodes and preprocesses it), \
+         engine_queue (waiting for the native engine: a run slot or the batch window), \
+         engine_run, engine_return (back to the guest), postprocess (the guest's reply); \
+         on the guest path, guest replaces the five from preprocess on",
+        &[
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ],
+        &["model", "version", "phase"],
     );
     let load_seconds = GaugeVec::new(
         Opts::new(
@@ -118,6 +135,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(latency.clone()),
         Box::new(batch_size.clone()),
         Box::new(run_seconds.clone()),
+        Box::new(phase_seconds.clone()),
         Box::new(load_seconds.clone()),
         Box::new(state.clone()),
         Box::new(instances.clone()),
@@ -134,6 +152,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         latency,
         batch_size,
         run_seconds,
+        phase_seconds,
         load_seconds,
         state,
         instances,
@@ -191,6 +210,17 @@ pub fn record_run(model: &str, version: u64, size: usize, took: Duration) {
         .observe(took.as_secs_f64());
 }
 
+/// Records the phases of one inference request on `version` of `model`.
+pub fn record_phases(model: &str, version: u64, phases: &[(&str, Duration)]) {
+    let version = version.to_string();
+    for (phase, took) in phases {
+        METRICS
+            .phase_seconds
+            .with_label_values(&[model, version.as_str(), phase])
+            .observe(took.as_secs_f64());
+    }
+}
+
 /// Records how long `version` of `model` took to load and warm up.
 pub fn record_load(model: &str, version: u64, elapsed: Duration) {
     METRICS
@@ -204,15 +234,40 @@ pub fn record_load(model: &str, version: u64, elapsed: Duration) {
 /// kept, and rendered, for the life of the server (2.4 KB of text and about
 /// 17 KB of heap per swap, measured over 60 swaps).
 pub fn forget_version(model: &str, version: u64) {
-    use prometheus::core::Collector;
     let version = version.to_string();
     let m = &*METRICS;
     let _ = m.batch_size.remove_label_values(&[model, &version]);
     let _ = m.run_seconds.remove_label_values(&[model, &version]);
     let _ = m.load_seconds.remove_label_values(&[model, &version]);
-    // The request series are one per API and status seen; read them back.
+    // The request series are one per API and status seen, the phase
+    // series one per phase seen; read them back.
+    for labels in series_of(&m.requests, model, &version, &["api", "status"]) {
+        let labels = [
+            model,
+            version.as_str(),
+            labels[0].as_str(),
+            labels[1].as_str(),
+        ];
+        let _ = m.requests.remove_label_values(&labels);
+        let _ = m.latency.remove_label_values(&labels);
+    }
+    for labels in series_of(&m.phase_seconds, model, &version, &["phase"]) {
+        let _ = m
+            .phase_seconds
+            .remove_label_values(&[model, version.as_str(), labels[0].as_str()]);
+    }
+}
+
+/// The values of the labels `names` of each series of `collector` that
+/// belongs to `version` of `model`.
+fn series_of(
+    collector: &dyn prometheus::core::Collector,
+    model: &str,
+    version: &str,
+    names: &[&str],
+) -> Vec<Vec<String>> {
     let mut seen = Vec::new();
-    for family in m.requests.collect() {
+    for family in collector.collect() {
         for metric in family.get_metric() {
             let label = |name: &str| {
                 metric
@@ -223,15 +278,11 @@ pub fn forget_version(model: &str, version: u64) {
                     .unwrap_or_default()
             };
             if label("model") == model && label("version") == version {
-                seen.push((label("api"), label("status")));
+                seen.push(names.iter().map(|n| label(n)).collect());
             }
         }
     }
-    for (api, status) in &seen {
-        let labels = [model, version.as_str(), api.as_str(), status.as_str()];
-        let _ = m.requests.remove_label_values(&labels);
-        let _ = m.latency.remove_label_values(&labels);
-    }
+    seen
 }
 
 /// One model version's gauges at scrape time.
@@ -395,9 +446,20 @@ mod tests {
         record_request("gone", Some(8), "rest", "OK", Duration::from_millis(5));
         record_run("gone", 7, 1, Duration::from_millis(5));
         record_load("gone", 7, Duration::from_secs(1));
+        let phases = [
+            ("queue", Duration::ZERO),
+            ("engine_run", Duration::from_millis(5)),
+        ];
+        record_phases("gone", 7, &phases);
+        record_phases("gone", 8, &phases);
         forget_version("gone", 7);
         let text = render([]);
         assert!(!text.contains("model=\"gone\",version=\"7\""), "{text}");
+        assert!(!text.contains("phase=\"queue\",version=\"7\""), "{text}");
+        assert!(
+            text.contains("phase=\"engine_run\",version=\"8\""),
+            "{text}"
+        );
         assert!(
             !text.contains("status=\"INVALID_ARGUMENT\",version=\"7\""),
             "{text}"

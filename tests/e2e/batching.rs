@@ -65,6 +65,25 @@ fn concurrent_requests_share_model_runs_and_get_their_own_rows() {
             reply["predictions"][0].clone()
         })
         .collect();
+    // A lone request's batch waited the whole window for company, and the
+    // phase metric says so: the wait is engine_queue, not the engine's run.
+    let m = crate::metrics::scrape(&server, "/monitoring/prometheus/metrics");
+    let waited = |series: &str| {
+        crate::metrics::sample(
+            &m,
+            "vitrine_request_phase_seconds",
+            &format!("vitrine_request_phase_seconds_{series}"),
+            &json!({"model": "hf-vit", "phase": "engine_queue"}),
+        )
+        .unwrap_or_else(|| panic!("no engine_queue {series}: {m}"))
+    };
+    assert_eq!(waited("count"), images.len() as f64, "{m}");
+    assert!(
+        waited("sum") >= 0.3 * images.len() as f64,
+        "{} lone requests waited {} s for the engine in all, under their 300 ms batch windows",
+        images.len(),
+        waited("sum")
+    );
 
     let (runs_before, rows_before) = runs(&server);
     let n = 6;

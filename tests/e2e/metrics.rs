@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// The value of the `name` sample whose labels include `labels`.
-fn sample(scrape: &Value, family: &str, name: &str, labels: &Value) -> Option<f64> {
+pub fn sample(scrape: &Value, family: &str, name: &str, labels: &Value) -> Option<f64> {
     scrape["families"][family]["samples"]
         .as_array()?
         .iter()
@@ -19,7 +19,7 @@ fn sample(scrape: &Value, family: &str, name: &str, labels: &Value) -> Option<f6
         .and_then(|s| s[2].as_f64())
 }
 
-fn scrape(server: &Server, path: &str) -> Value {
+pub fn scrape(server: &Server, path: &str) -> Value {
     run_client("scrape_metrics.py", &[server.url(path)])
 }
 
@@ -143,6 +143,56 @@ fn metrics_count_requests_of_every_api() {
     };
     assert_eq!(run("count"), Some(N as f64 + 3.0), "{m}");
     assert!(run("sum").is_some_and(|s| s > 0.0), "{m}");
+    // Where each answered inference's time went: every host-path phase once
+    // per request that was answered (N on v1, one on v2, one on gRPC; not
+    // the refused one, nor warm-up).
+    let phase = |phase: &str, series: &str| {
+        sample(
+            &m,
+            "vitrine_request_phase_seconds",
+            &format!("vitrine_request_phase_seconds_{series}"),
+            &json!({"model": "hf-vit", "version": "1", "phase": phase}),
+        )
+    };
+    let answered = N as f64 + 2.0;
+    let before_reply = [
+        "queue",
+        "start",
+        "preprocess",
+        "engine_queue",
+        "engine_run",
+        "engine_return",
+    ];
+    for p in before_reply.iter().chain(&["postprocess"]) {
+        assert_eq!(phase(p, "count"), Some(answered), "phase {p}: {m}");
+    }
+    assert_eq!(phase("guest", "count"), None, "{m}");
+    // They are the request's own time: the phases before the guest writes
+    // its reply fit in the latency of the replies, and the engine's phase
+    // is within the runs the engine timed (warm-up's among them).
+    let latency: f64 = ["rest_v1", "rest_v2", "grpc"]
+        .iter()
+        .filter_map(|api| {
+            sample(
+                &m,
+                "vitrine_request_duration_seconds",
+                "vitrine_request_duration_seconds_sum",
+                &json!({"model": "hf-vit", "version": "1", "api": api, "status": "OK"}),
+            )
+        })
+        .sum();
+    let before: f64 = before_reply.iter().filter_map(|p| phase(p, "sum")).sum();
+    assert!(
+        before > 0.0 && before <= latency,
+        "{before} s of phases against {latency} s: {m}"
+    );
+    let engine_run = phase("engine_run", "sum").expect("engine_run sum");
+    let runs = run("sum").expect("run sum");
+    assert!(
+        engine_run > 0.0 && engine_run <= runs,
+        "{engine_run} s against {runs} s"
+    );
+    assert!(phase("preprocess", "sum").is_some_and(|s| s > 0.0), "{m}");
     assert_eq!(
         sample(
             &m,

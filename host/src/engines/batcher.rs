@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::engines::{Engine, RunStats};
+use crate::engines::{Engine, RunSpan, RunStats};
 use anyhow::{Context, bail};
 
 /// `--batching_parameters_file`, with TF Serving's defaults for what it omits.
@@ -125,8 +125,9 @@ impl BatchingParameters {
     }
 }
 
-/// The reply to one task: its logits rows, or why there are none.
-pub type TaskResult = Result<Vec<f32>, String>;
+/// The reply to one task: its logits rows and the run that made them, or
+/// why there are none.
+pub type TaskResult = Result<(Vec<f32>, RunSpan), String>;
 
 struct Task {
     rows: usize,
@@ -288,9 +289,13 @@ fn batch_thread(shared: &Shared) {
 fn run_batch(shared: &Shared, batch: Batch) {
     let padded = shared.params.padded(batch.rows);
     let parts: Vec<&[u8]> = batch.tasks.iter().map(|t| t.input.as_slice()).collect();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let result = shared.engine.run(padded, &parts);
-    shared.stats.record(padded, started.elapsed());
+    let span = RunSpan {
+        started,
+        ended: Instant::now(),
+    };
+    shared.stats.record(padded, span.ended - started);
     match result {
         Ok(rows) => {
             let width = shared.engine.num_labels();
@@ -298,7 +303,7 @@ fn run_batch(shared: &Shared, batch: Batch) {
             for task in batch.tasks {
                 let mine = rows
                     .get(start * width..(start + task.rows) * width)
-                    .map(<[f32]>::to_vec)
+                    .map(|mine| (mine.to_vec(), span))
                     .ok_or_else(|| format!("the engine returned {} logits", rows.len()));
                 start += task.rows;
                 // A caller that gave up (disconnected) has dropped its receiver.

@@ -21,7 +21,27 @@ pub mod run_threads;
 pub mod tract;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// When the engine run that answered an inference began and ended (a whole
+/// batch's run, when batched): what the request waited for before it and
+/// after it is serving's share of its latency.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSpan {
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+impl RunSpan {
+    /// The span from the first of `self` and `other` to the last: one
+    /// request split across batches waited for all of them.
+    pub fn union(self, other: RunSpan) -> RunSpan {
+        RunSpan {
+            started: self.started.min(other.started),
+            ended: self.ended.max(other.ended),
+        }
+    }
+}
 
 /// An engine that runs one model version's graph, shared by every instance
 /// of the version.

@@ -12,7 +12,7 @@ use crate::config::cli::NativeEngineChoice;
 use crate::engines::batcher::{BatchScheduler, BatchingParameters};
 use crate::engines::onnxruntime::{self, OnnxRuntimeEngine, OrtOptions, Runtime};
 use crate::engines::run_threads::RunThreads;
-use crate::engines::{Engine, RunStats};
+use crate::engines::{Engine, RunSpan, RunStats};
 
 /// How the host runs models natively.
 #[derive(Debug, Clone)]
@@ -203,8 +203,12 @@ impl NativeModel {
     }
 
     /// Logits `[rows, num_labels]` for `input`: `rows` images of f32 pixels
-    /// as little-endian bytes.
-    pub async fn infer(&self, rows: usize, input: Vec<u8>) -> Result<Vec<f32>, NativeError> {
+    /// as little-endian bytes, and when the run that made them ran.
+    pub async fn infer(
+        &self,
+        rows: usize,
+        input: Vec<u8>,
+    ) -> Result<(Vec<f32>, RunSpan), NativeError> {
         let row_bytes = self.engine.image_bytes();
         if rows == 0 || input.len() != rows * row_bytes {
             return Err(NativeError::Invalid(format!(
@@ -224,8 +228,12 @@ impl NativeModel {
                     .run(move || {
                         let started = std::time::Instant::now();
                         let logits = engine.run(rows, &[input.as_slice()])?;
-                        stats.record(rows, started.elapsed());
-                        anyhow::Ok(logits)
+                        let span = RunSpan {
+                            started,
+                            ended: std::time::Instant::now(),
+                        };
+                        stats.record(rows, span.ended - started);
+                        anyhow::Ok((logits, span))
                     })
                     .await
                     .map_err(|e| NativeError::Failed(format!("{e:#}")))?
@@ -252,14 +260,17 @@ impl NativeModel {
                     left -= take;
                 }
                 let mut logits = Vec::with_capacity(rows * self.num_labels());
+                let mut spans: Option<RunSpan> = None;
                 for receiver in pending {
-                    let part = receiver
+                    let (part, span) = receiver
                         .await
                         .map_err(|_| NativeError::Failed("the batcher stopped".into()))?
                         .map_err(NativeError::Failed)?;
                     logits.extend_from_slice(&part);
+                    spans = Some(spans.map_or(span, |s| s.union(span)));
                 }
-                Ok(logits)
+                let span = spans.ok_or_else(|| NativeError::Failed("no batch ran".into()))?;
+                Ok((logits, span))
             }
         }
     }

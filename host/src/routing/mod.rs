@@ -15,7 +15,7 @@ use vitrine_component::service::BATCH_SIZE_HEADER;
 
 use crate::metrics;
 use crate::models::registry::{Registry, ResolveError};
-use crate::runtime::pool::{self, CallError, InstancePool};
+use crate::runtime::pool::{self, CallError, InstancePool, Timing};
 
 /// Which front end a request came through, as the metrics name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,11 @@ pub async fn call(
             return Err(f);
         }
     };
-    let result = send(&resolved, path(resolved.version), forward).await;
+    let timing = match api {
+        Some(_) => Timing::Phases,
+        None => Timing::Untimed,
+    };
+    let result = send(&resolved, path(resolved.version), forward, timing).await;
     if let Some(api) = api {
         let status = match &result {
             Ok(response) if response.status().is_success() => "OK",
@@ -283,6 +287,7 @@ async fn send(
     resolved: &Resolved,
     path: String,
     forward: Forward,
+    timing: Timing,
 ) -> Result<pool::Response, Failure> {
     let mut request = hyper::Request::builder()
         .method(forward.method)
@@ -295,7 +300,7 @@ async fn send(
     let request = request
         .body(Full::new(forward.body))
         .map_err(|e| Failure::invalid(format!("bad request: {e}")))?;
-    resolved.pool.handle(request).await.map_err(|e| {
+    resolved.pool.handle(request, timing).await.map_err(|e| {
         if !matches!(e, CallError::Overloaded { .. }) {
             tracing::error!("model {} version {}: {e}", resolved.model, resolved.version);
         }

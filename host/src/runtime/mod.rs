@@ -5,6 +5,8 @@
 //! - [`digests`]: component files' hashes, remembered by file identity.
 //! - [`pool`]: warm component instances that answer requests.
 //! - [`nn`]: `wasi:nn` for the guest, lending it the version's native graph.
+//! - [`timeline`]: when each step of a request happened, as the phases of
+//!   the per-phase latency metric.
 //! - [`preinit`]: `vitrine preinit`, a snapshot of the component with its
 //!   model loaded.
 
@@ -16,3 +18,4 @@ pub mod nn;
 pub mod pool;
 #[cfg(feature = "preinit")]
 pub mod preinit;
+pub mod timeline;

@@ -6,12 +6,14 @@
 //! guest cannot make the host parse a model of its choosing.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use vitrine_component::inference::OVERLOADED_PREFIX;
 
 use crate::engines::native::{NativeError, NativeModel};
+use crate::runtime::timeline::EngineCall;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -57,6 +59,8 @@ pub struct NnState {
 pub struct NnView<'a> {
     pub table: &'a mut ResourceTable,
     pub state: &'a NnState,
+    /// Where `compute` stamps the request's engine call.
+    pub engine_call: &'a mut Option<EngineCall>,
 }
 
 struct HasNn;
@@ -185,6 +189,7 @@ impl wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
         ctx: Resource<NnContext>,
         inputs: Vec<(String, Resource<NnTensor>)>,
     ) -> Fallible<Vec<(String, Resource<NnTensor>)>> {
+        let called = Instant::now();
         let model = self.table.get(&ctx)?.0.clone();
         let mut tensors = Vec::with_capacity(inputs.len());
         for (_, t) in inputs {
@@ -215,13 +220,18 @@ impl wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
             }
         };
         match model.infer(rows, input.data).await {
-            Ok(logits) => {
+            Ok((logits, run)) => {
                 let data = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
                 let out = self.table.push(NnTensor {
                     dimensions: vec![rows as u32, model.num_labels() as u32],
                     ty: TensorType::Fp32,
                     data,
                 })?;
+                *self.engine_call = Some(EngineCall {
+                    called,
+                    run,
+                    returned: Instant::now(),
+                });
                 Ok(Ok(vec![("logits".to_string(), out)]))
             }
             Err(NativeError::Invalid(m)) => fail(self.table, ErrorCode::InvalidArgument, m),

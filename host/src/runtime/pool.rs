@@ -14,9 +14,10 @@ use anyhow::{Context, bail};
 use crate::engines::native::NativeModel;
 use crate::runtime::engine::EPOCH_TICK;
 use crate::runtime::nn::{self, NnState, NnView};
+use crate::runtime::timeline::{EngineCall, Timeline};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -36,6 +37,8 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     nn: NnState,
+    /// The engine call of the request running now, stamped by `wasi:nn`.
+    engine_call: Option<EngineCall>,
     limits: StoreLimits,
 }
 
@@ -49,6 +52,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             nn: NnState::default(),
+            engine_call: None,
             limits: StoreLimits::default(),
         }
     }
@@ -82,6 +86,7 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
     nn::add_to_linker(&mut linker, |s: &mut HostState| NnView {
         table: &mut s.table,
         state: &s.nn,
+        engine_call: &mut s.engine_call,
     })?;
     Ok(linker)
 }
@@ -137,6 +142,21 @@ pub enum WarmupCall {
     Inference,
     /// Load the model only (asks for its metadata).
     LoadOnly,
+}
+
+/// Whether a call's phases go into `vitrine_request_phase_seconds`: an
+/// inference's do, warm-up's and metadata's do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    Phases,
+    Untimed,
+}
+
+/// When a timed call arrived and got its instance.
+#[derive(Clone, Copy)]
+struct Stamps {
+    arrived: Instant,
+    instance: Instant,
 }
 
 /// Why a request got no answer from the guest.
@@ -269,6 +289,7 @@ impl InstancePool {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             nn,
+            engine_call: None,
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.budgets.max_memory_bytes)
                 .build(),
@@ -304,7 +325,14 @@ impl InstancePool {
         // A warm-up that traps is not replaced: the caller reports the failure
         // (a replacement would trap again, forever).
         let response = self
-            .call(instance, req, self.budgets.warmup_timeout, permit, false)
+            .call(
+                instance,
+                req,
+                self.budgets.warmup_timeout,
+                permit,
+                false,
+                None,
+            )
             .await
             .map_err(|e| anyhow::anyhow!("warm-up failed: {e}"))?;
         let status = response.status();
@@ -357,6 +385,7 @@ impl InstancePool {
         deadline: Duration,
         permit: OwnedSemaphorePermit,
         replace_on_trap: bool,
+        stamps: Option<Stamps>,
     ) -> Result<Response, CallError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = (|| {
@@ -382,8 +411,11 @@ impl InstancePool {
         .map_err(CallError::Internal)?;
         instance.store.set_epoch_deadline(ticks(deadline));
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+        let (timeline_tx, timeline_rx) = tokio::sync::oneshot::channel();
         let pool = self.clone();
         self.guest_runtime.spawn(async move {
+            let guest_started = Instant::now();
+            instance.store.data_mut().engine_call = None;
             let result = instance
                 .proxy
                 .wasi_http_incoming_handler()
@@ -393,6 +425,15 @@ impl InstancePool {
                 // The instance is back before the permit is: a request woken
                 // by the permit must find it idle, not instantiate a cold one.
                 Ok(()) => {
+                    if let Some(stamps) = stamps {
+                        let _ = timeline_tx.send(Timeline {
+                            arrived: stamps.arrived,
+                            instance: stamps.instance,
+                            guest_started,
+                            engine: instance.store.data_mut().engine_call.take(),
+                            guest_ended: Instant::now(),
+                        });
+                    }
                     pool.put_back(instance);
                     drop(permit);
                 }
@@ -417,7 +458,19 @@ impl InstancePool {
             }
         });
         match receiver.await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                // Only answered requests are timed; the guest's timeline is
+                // whole once it returns, after its reply's body.
+                if stamps.is_some() && resp.status().is_success() {
+                    let pool = self.clone();
+                    tokio::spawn(async move {
+                        if let Ok(timeline) = timeline_rx.await {
+                            pool.record_phases(timeline);
+                        }
+                    });
+                }
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(CallError::Internal(anyhow::anyhow!(
                 "guest answered with an error: {e:?}"
             ))),
@@ -425,6 +478,14 @@ impl InstancePool {
                 CallError::Internal(anyhow::anyhow!("the guest returned without a response"))
             })),
         }
+    }
+
+    fn record_phases(&self, timeline: Timeline) {
+        crate::metrics::record_phases(
+            &self.servable.name,
+            self.servable.version,
+            &timeline.phases(),
+        );
     }
 
     /// Warms a new instance in the background to take a discarded one's place.
@@ -443,7 +504,9 @@ impl InstancePool {
     pub async fn handle(
         self: &Arc<Self>,
         req: hyper::Request<Full<Bytes>>,
+        timing: Timing,
     ) -> Result<Response, CallError> {
+        let arrived = Instant::now();
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -467,8 +530,19 @@ impl InstancePool {
             None => self.instantiate().await.map_err(CallError::Internal)?,
         };
         instance.requests += 1;
-        self.call(instance, req, self.budgets.request_timeout, permit, true)
-            .await
+        let stamps = (timing == Timing::Phases).then(|| Stamps {
+            arrived,
+            instance: Instant::now(),
+        });
+        self.call(
+            instance,
+            req,
+            self.budgets.request_timeout,
+            permit,
+            true,
+            stamps,
+        )
+        .await
     }
 }
 

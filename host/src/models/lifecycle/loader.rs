@@ -14,7 +14,7 @@ use crate::engines::native::{self, NativeOptions};
 use crate::models::repository::{self};
 use crate::models::warmup;
 use crate::runtime::engine;
-use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, WarmupCall};
+use crate::runtime::pool::{Budgets, HostState, InstancePool, Servable, Timing, WarmupCall};
 
 /// Everything needed to turn a version folder into a warm pool.
 pub struct Loader {
@@ -167,7 +167,10 @@ async fn run_warmup(
                 let req = hyper::Request::post(path)
                     .header("content-type", "application/json")
                     .body(Full::new(body))?;
-                let response = pool.handle(req).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let response = pool
+                    .handle(req, Timing::Untimed)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let status = response.status();
                 let body: Bytes = response.into_body().collect().await?.to_bytes();
                 anyhow::Ok((status, body))
