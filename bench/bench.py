@@ -22,7 +22,6 @@ import glob
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -78,22 +77,23 @@ class Server(runtimes.Runtime):
         """(sum s, count) of each phase of vitrine_request_phase_seconds, and
         of the REST predict latency as "server", from the server's metrics."""
         import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families  # as tests/clients/ parse it
         text = urllib.request.urlopen(self.metrics_url, timeout=60).read().decode()
         sums = {}
-        for line in text.splitlines():
-            m = re.match(r'(vitrine_request_phase_seconds|vitrine_request_duration_seconds)_(sum|count)\{(.*)\} (\S+)$',
-                         line)
-            if not m:
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3)))
-            if m.group(1) == "vitrine_request_phase_seconds":
-                key = labels.get("phase")
-            elif labels.get("api") == "rest_v1" and labels.get("status") == "OK":
-                key = "server"
-            else:
-                continue
-            total = sums.setdefault(key, [0.0, 0.0])
-            total[0 if m.group(2) == "sum" else 1] += float(m.group(4))
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                series = s.name.removeprefix(family.name + "_")
+                if series not in ("sum", "count"):
+                    continue
+                if family.name == "vitrine_request_phase_seconds":
+                    key = s.labels.get("phase")
+                elif (family.name == "vitrine_request_duration_seconds" and s.labels.get("api") == "rest_v1"
+                      and s.labels.get("status") == "OK"):
+                    key = "server"
+                else:
+                    continue
+                total = sums.setdefault(key, [0.0, 0.0])
+                total[0 if series == "sum" else 1] += s.value
         return sums
 
 

@@ -289,13 +289,8 @@ fn batch_thread(shared: &Shared) {
 fn run_batch(shared: &Shared, batch: Batch) {
     let padded = shared.params.padded(batch.rows);
     let parts: Vec<&[u8]> = batch.tasks.iter().map(|t| t.input.as_slice()).collect();
-    let started = Instant::now();
-    let result = shared.engine.run(padded, &parts);
-    let span = RunSpan {
-        started,
-        ended: Instant::now(),
-    };
-    shared.stats.record(padded, span.ended - started);
+    let (result, span) = RunSpan::measure(|| shared.engine.run(padded, &parts));
+    shared.stats.record(padded, span.duration());
     match result {
         Ok(rows) => {
             let width = shared.engine.num_labels();

@@ -33,6 +33,21 @@ pub struct RunSpan {
 }
 
 impl RunSpan {
+    /// Runs `run`, and returns its result with when it began and ended.
+    pub fn measure<T>(run: impl FnOnce() -> T) -> (T, RunSpan) {
+        let started = Instant::now();
+        let result = run();
+        let span = RunSpan {
+            started,
+            ended: Instant::now(),
+        };
+        (result, span)
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.ended - self.started
+    }
+
     /// The span from the first of `self` and `other` to the last: one
     /// request split across batches waited for all of them.
     pub fn union(self, other: RunSpan) -> RunSpan {

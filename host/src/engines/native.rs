@@ -226,13 +226,10 @@ impl NativeModel {
                 let stats = self.stats.clone();
                 threads
                     .run(move || {
-                        let started = std::time::Instant::now();
-                        let logits = engine.run(rows, &[input.as_slice()])?;
-                        let span = RunSpan {
-                            started,
-                            ended: std::time::Instant::now(),
-                        };
-                        stats.record(rows, span.ended - started);
+                        let (logits, span) =
+                            RunSpan::measure(|| engine.run(rows, &[input.as_slice()]));
+                        let logits = logits?;
+                        stats.record(rows, span.duration());
                         anyhow::Ok((logits, span))
                     })
                     .await

@@ -415,7 +415,6 @@ impl InstancePool {
         let pool = self.clone();
         self.guest_runtime.spawn(async move {
             let guest_started = Instant::now();
-            instance.store.data_mut().engine_call = None;
             let result = instance
                 .proxy
                 .wasi_http_incoming_handler()
@@ -425,12 +424,15 @@ impl InstancePool {
                 // The instance is back before the permit is: a request woken
                 // by the permit must find it idle, not instantiate a cold one.
                 Ok(()) => {
+                    // Taken whether timed or not: the next request starts
+                    // without this one's engine call.
+                    let engine = instance.store.data_mut().engine_call.take();
                     if let Some(stamps) = stamps {
                         let _ = timeline_tx.send(Timeline {
                             arrived: stamps.arrived,
                             instance: stamps.instance,
                             guest_started,
-                            engine: instance.store.data_mut().engine_call.take(),
+                            engine,
                             guest_ended: Instant::now(),
                         });
                     }
