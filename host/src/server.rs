@@ -191,13 +191,23 @@ fn native_options(args: &ServeArgs) -> anyhow::Result<Option<NativeOptions>> {
             intra_threads: intra,
             spinning: args.onnxruntime_intra_op_spinning,
             cache_dir: Some(engine::cache_dir(args.cache_dir.as_deref()).join("onnxruntime")),
+            // A batch is already many runs in one: run alone on one thread
+            // it would take as many times as long, and each session's
+            // arena grows to its largest batch.
+            lanes: args.onnxruntime_lanes && batching.is_none(),
         },
     )?;
+    let runs_at_once = match &engine {
+        // One run per core: the first on the multi-threaded session, the
+        // others side by side on the single-threaded one.
+        NativeEngine::OnnxRuntime { options, .. } if options.has_lanes() => cores(),
+        // Unbatched runs share the cores: each already uses `intra` threads.
+        _ => (cores() / intra).max(1),
+    };
     Ok(Some(NativeOptions {
         engine,
         batching,
-        // Unbatched runs share the cores: each already uses `intra` threads.
-        runs_at_once: (cores() / intra).max(1),
+        runs_at_once,
     }))
 }
 
@@ -221,8 +231,14 @@ async fn serve(
             ),
             NativeEngine::Tract => "tract".to_string(),
         };
+        let lanes = match &native.engine {
+            NativeEngine::OnnxRuntime { options, .. } if options.has_lanes() => {
+                ", overlapping runs side by side on one thread each"
+            }
+            _ => "",
+        };
         tracing::info!(
-            "host path: models run natively on {engine}, {threads} threads per run, batching {}",
+            "host path: models run natively on {engine}, {threads} threads per run{lanes}, batching {}",
             if args.enable_batching { "on" } else { "off" }
         );
     }

@@ -16,6 +16,9 @@ struct Serving {
     inference: &'static str,
     engine: &'static str,
     tolerance: f32,
+    /// Whether overlapping requests run side by side on onnxruntime's
+    /// single-threaded session (`--onnxruntime_lanes`, on without batching).
+    lanes: bool,
 }
 
 const ORT: Serving = Serving {
@@ -23,6 +26,7 @@ const ORT: Serving = Serving {
     inference: "host",
     engine: "onnxruntime",
     tolerance: 1e-5,
+    lanes: true,
 };
 const ORT_BATCHED: Serving = Serving {
     flags: &[
@@ -33,18 +37,21 @@ const ORT_BATCHED: Serving = Serving {
     inference: "host",
     engine: "onnxruntime",
     tolerance: 1e-5,
+    lanes: false,
 };
 const TRACT: Serving = Serving {
     flags: &["--inference=host", "--native_engine=tract"],
     inference: "host",
     engine: "tract",
     tolerance: 1e-4,
+    lanes: false,
 };
 const GUEST: Serving = Serving {
     flags: &["--inference=guest"],
     inference: "guest",
     engine: "tract",
     tolerance: 1e-4,
+    lanes: false,
 };
 
 /// Serves `base` (a `<name>/<version>/` repository whose newest version is
@@ -116,7 +123,61 @@ fn check_parity(name: &str, base: &Path, model_dir: &Path, serving: &Serving) ->
         );
         rows.push(served);
     }
+    check_side_by_side(&server, serving, &instances, &rows);
     rows
+}
+
+/// Each image in its own request, many at once: replies equal the lone
+/// requests' logits, and on onnxruntime with lanes some of those runs went
+/// side by side (rounds repeat until one overlaps; a tiny model's runs are
+/// short), while without lanes none does.
+fn check_side_by_side(server: &Server, serving: &Serving, instances: &[String], rows: &[Vec<f32>]) {
+    if serving.inference != "host" {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let side_by_side = || {
+        let (_, stats) = server.get("/vitrine/stats");
+        stats["models"][&server.model][0]["runs"]["side_by_side"].as_u64()
+    };
+    for round in 1..=20 {
+        let replies: Vec<_> = (0..8)
+            .map(|i| {
+                let body =
+                    json!({"instances": [instances[i % instances.len()]], "return_logits": true});
+                (i % instances.len(), predict_concurrently(server, &body, 1))
+            })
+            .collect();
+        for (image, handles) in replies {
+            for handle in handles {
+                let posted = handle.join().expect("client thread").expect("reply");
+                assert_eq!(posted.status, 200, "{}", posted.body);
+                let served = floats(&posted.body["predictions"][0]["logits"]);
+                let diff = max_abs_diff(&served, &rows[image]);
+                assert!(
+                    diff <= serving.tolerance,
+                    "{:?}: image {image} alone and among concurrent requests differs by {diff}",
+                    serving.flags
+                );
+            }
+        }
+        if !serving.lanes || side_by_side().unwrap_or(0) > 0 {
+            eprintln!(
+                "{:?}: {round} rounds of 8 concurrent requests",
+                serving.flags
+            );
+            break;
+        }
+    }
+    match (serving.lanes, cores > 1) {
+        (true, true) => assert!(
+            side_by_side().unwrap_or(0) > 0,
+            "{:?}: 20 rounds of 8 concurrent requests never ran side by side",
+            serving.flags
+        ),
+        (true, false) => eprintln!("SKIPPED: side-by-side runs need more than one core"),
+        (false, _) => assert_eq!(side_by_side(), None, "{:?} has no lanes", serving.flags),
+    }
 }
 
 /// Logits of two paths within `tolerance` of each other, with the same top-5.

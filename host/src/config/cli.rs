@@ -128,6 +128,17 @@ pub struct ServeArgs {
     #[arg(long = "onnxruntime_intra_op_spinning", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub onnxruntime_intra_op_spinning: bool,
+    /// Whether a run that starts while another is under way goes side by
+    /// side with it on a second, single-threaded onnxruntime session
+    /// (one run per core at most) rather than waiting its turn. On by
+    /// default: with requests overlapping, single-threaded runs on each
+    /// core get more done than multi-threaded runs in turn (BENCHMARKS.md).
+    /// The second session costs one more copy of the weights in memory.
+    /// Without `--enable_batching` only: batches take turns on the
+    /// multi-threaded session.
+    #[arg(long = "onnxruntime_lanes", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub onnxruntime_lanes: bool,
     /// Merge concurrent inferences into batched model runs (host path).
     #[arg(long = "enable_batching", num_args = 0..=1, default_value_t = false,
           default_missing_value = "true", action = clap::ArgAction::Set)]

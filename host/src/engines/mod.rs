@@ -72,6 +72,12 @@ pub trait Engine: Send + Sync {
     /// input storage.
     fn run(&self, rows: usize, parts: &[&[u8]]) -> anyhow::Result<Vec<f32>>;
 
+    /// Runs that went side by side with another on a single-threaded
+    /// session, for engines that do that (onnxruntime's lanes).
+    fn side_by_side_runs(&self) -> Option<u64> {
+        None
+    }
+
     /// Bytes in one image's pixel tensor.
     fn image_bytes(&self) -> usize {
         self.image_shape().iter().product::<usize>() * std::mem::size_of::<f32>()

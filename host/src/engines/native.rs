@@ -198,6 +198,11 @@ impl NativeModel {
         self.engine.name()
     }
 
+    /// See [`Engine::side_by_side_runs`].
+    pub fn side_by_side_runs(&self) -> Option<u64> {
+        self.engine.side_by_side_runs()
+    }
+
     pub fn batching(&self) -> bool {
         matches!(self.runner, Runner::Batched(_))
     }

@@ -123,6 +123,9 @@ async fn stats(State(registry): State<Arc<Registry>>) -> Response {
                     v["engine"] = g.engine_name().into();
                     v["batching"] = g.batching().into();
                     v["runs"] = g.stats.to_json();
+                    if let Some(n) = g.side_by_side_runs() {
+                        v["runs"]["side_by_side"] = n.into();
+                    }
                 }
                 v
             })

@@ -7,13 +7,15 @@
 //! still runs the tract engine. Loading happens once per process
 //! ([`runtime`]); every session is built on that one environment.
 //!
-//! One session per model version, built and optimised once at load and
-//! freed when the engine is dropped. `ort`'s `Session::run` takes `&mut
-//! self`, so runs of one session take turns behind a lock: each run already
-//! spreads over every intra-op thread, and concurrent requests are merged
-//! into one run by the batcher rather than run side by side.
+//! Per model version, built and optimised once at load and freed when the
+//! engine is dropped: a session whose runs spread over every intra-op
+//! thread, for a request on an idle engine, and (unless turned off) a
+//! single-threaded one whose runs go side by side while another is under
+//! way ([`lanes`]). `ort`'s `Session::run` takes `&mut self`, so runs of the
+//! multi-threaded session take turns behind a lock.
 
 mod cache;
+mod lanes;
 mod library;
 
 use std::path::{Path, PathBuf};
@@ -22,9 +24,10 @@ use std::sync::Mutex;
 use anyhow::{Context, bail, ensure};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::{Tensor, ValueType};
+use ort::value::{DynValue, Tensor, ValueType};
 
 use self::cache::optimised_copy;
+use self::lanes::{InFlight, Lanes};
 pub use self::library::{Runtime, runtime};
 use super::Engine;
 
@@ -39,13 +42,28 @@ pub struct OrtOptions {
     /// Where optimised copies of models are kept (see [`optimised_copy`]);
     /// `None` optimises at every load.
     pub cache_dir: Option<PathBuf>,
+    /// Whether overlapping runs go side by side on a single-threaded
+    /// session ([`lanes`]; `--onnxruntime_lanes`).
+    pub lanes: bool,
 }
 
-/// One model version's graph in one onnxruntime session.
+impl OrtOptions {
+    /// Whether a version gets [`Lanes`]: only when they can run side by
+    /// side, on more than one core.
+    pub fn has_lanes(&self) -> bool {
+        self.lanes && crate::config::cores() > 1
+    }
+}
+
+/// One model version's graph in its onnxruntime sessions.
 pub struct OnnxRuntimeEngine {
     /// `model m version v`, for the log.
     label: String,
-    session: Mutex<Session>,
+    /// The multi-threaded session; `None` when runs use one thread anyway
+    /// and the lanes' session serves them all.
+    wide: Option<Mutex<Session>>,
+    lanes: Option<Lanes>,
+    in_flight: InFlight,
     image_shape: [usize; 3],
     num_labels: usize,
     /// Which of the session's outputs holds the logits.
@@ -65,8 +83,13 @@ impl OnnxRuntimeEngine {
         options: &OrtOptions,
     ) -> anyhow::Result<OnnxRuntimeEngine> {
         let threads = match options.intra_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => crate::config::cores(),
             n => n,
+        };
+        let plan = Plan {
+            wide: (threads > 1 || !options.has_lanes()).then_some(threads),
+            lanes: options.has_lanes(),
+            spinning: options.spinning,
         };
         let optimised = options.cache_dir.as_deref().and_then(|cache| {
             optimised_copy(runtime, model_onnx, cache, threads)
@@ -81,10 +104,10 @@ impl OnnxRuntimeEngine {
         // the version's own file used: the cache never decides whether a
         // version serves.
         let cached = optimised.and_then(|copy| {
-            build_session(runtime, &copy, threads, options.spinning)
+            plan.build(runtime, &copy)
                 .map_err(|e| {
                     tracing::warn!(
-                        "{label}: the cached optimised model {} does not load ({e}); removing it and loading {}",
+                        "{label}: the cached optimised model {} does not load ({e:#}); removing it and loading {}",
                         copy.display(),
                         model_onnx.display()
                     );
@@ -92,17 +115,19 @@ impl OnnxRuntimeEngine {
                 })
                 .ok()
         });
-        let session = match cached {
-            Some(session) => session,
-            None => build_session(runtime, model_onnx, threads, options.spinning).with_context(
-                || {
-                    format!(
-                        "onnxruntime cannot parse {} as ONNX; is it a ViT image classifier?",
-                        model_onnx.display()
-                    )
-                },
-            )?,
+        let (wide, narrow) = match cached {
+            Some(sessions) => sessions,
+            None => plan.build(runtime, model_onnx).with_context(|| {
+                format!(
+                    "onnxruntime cannot parse {} as ONNX; is it a ViT image classifier?",
+                    model_onnx.display()
+                )
+            })?,
         };
+        let session = wide
+            .as_ref()
+            .or(narrow.as_ref())
+            .context("no onnxruntime session was built")?;
         ensure!(
             session.inputs().len() == 1,
             "the model has {} inputs, expected one (pixel_values)",
@@ -128,12 +153,57 @@ impl OnnxRuntimeEngine {
             out.name(),
             out.dtype()
         );
+        let lanes = narrow.map(|n| Lanes::new(n, logits)).transpose()?;
+        if lanes.is_some() {
+            tracing::info!(
+                "{label}: overlapping runs go side by side on a single-threaded onnxruntime session (--onnxruntime_lanes=false turns this off)"
+            );
+        }
         Ok(OnnxRuntimeEngine {
             label: label.to_string(),
-            session: Mutex::new(session),
+            wide: wide.map(Mutex::new),
+            lanes,
+            in_flight: InFlight::default(),
             image_shape,
             num_labels,
             logits,
+        })
+    }
+}
+
+/// The sessions one version gets.
+struct Plan {
+    /// The multi-threaded session's threads, if it has one.
+    wide: Option<usize>,
+    lanes: bool,
+    spinning: bool,
+}
+
+impl Plan {
+    /// Builds the sessions from `model_onnx`, at once, so that a second
+    /// session adds little to the load time on a multi-core machine.
+    fn build(
+        &self,
+        runtime: &Runtime,
+        model_onnx: &Path,
+    ) -> anyhow::Result<(Option<Session>, Option<Session>)> {
+        std::thread::scope(|s| {
+            let narrow = self
+                .lanes
+                .then(|| s.spawn(|| build_session(runtime, model_onnx, 1, self.spinning)));
+            let wide = self
+                .wide
+                .map(|threads| build_session(runtime, model_onnx, threads, self.spinning))
+                .transpose()?;
+            let narrow = narrow
+                .map(|build| {
+                    build
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the session builder panicked"))
+                })
+                .transpose()?
+                .transpose()?;
+            Ok((wide, narrow))
         })
     }
 }
@@ -217,9 +287,32 @@ impl Engine for OnnxRuntimeEngine {
             at += part.len() / 4;
         }
         let input = Tensor::from_array(([rows, c, h, w], pixels))?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session.run(ort::inputs![input])?;
-        let (shape, logits) = outputs[self.logits].try_extract_tensor::<f32>()?;
+        let flight = self.in_flight.enter();
+        // The first run of an idle engine takes every thread; one that
+        // starts while others are under way runs beside them.
+        let lanes = self
+            .lanes
+            .as_ref()
+            .filter(|_| flight.others > 0 || self.wide.is_none());
+        match (lanes, &self.wide) {
+            (Some(lanes), _) => self.logits_of(&lanes.run(&input)?, rows),
+            (None, Some(wide)) => {
+                let mut session = wide.lock().unwrap_or_else(|p| p.into_inner());
+                let outputs = session.run(ort::inputs![input])?;
+                self.logits_of(&outputs[self.logits], rows)
+            }
+            (None, None) => bail!("{}: the engine has no session", self.label),
+        }
+    }
+
+    fn side_by_side_runs(&self) -> Option<u64> {
+        self.lanes.as_ref().map(Lanes::runs)
+    }
+}
+
+impl OnnxRuntimeEngine {
+    fn logits_of(&self, output: &DynValue, rows: usize) -> anyhow::Result<Vec<f32>> {
+        let (shape, logits) = output.try_extract_tensor::<f32>()?;
         ensure!(
             **shape == [rows as i64, self.num_labels as i64],
             "the model returned logits of shape {shape:?}, expected [{rows}, {}]",
@@ -311,6 +404,7 @@ mod tests {
             intra_threads: 2,
             spinning: false,
             cache_dir: None,
+            lanes: false,
         };
         let engine =
             OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options).expect("session");
@@ -348,6 +442,90 @@ mod tests {
         assert!(engine.run(1, &[&a, &b]).is_err());
     }
 
+    /// A run that starts while another is under way goes to the lanes'
+    /// session and gives the multi-threaded session's logits; runs that
+    /// overlap there give them too. Without lanes nothing runs side by side.
+    #[test]
+    fn overlapping_runs_go_side_by_side_with_the_same_logits() {
+        let Some(rt) = test_runtime() else { return };
+        if crate::config::cores() < 2 {
+            eprintln!("SKIPPED: side-by-side runs need more than one core");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (onnx, shape) = tiny_model(dir.path());
+        let mut options = OrtOptions {
+            intra_threads: 2,
+            spinning: false,
+            cache_dir: None,
+            lanes: true,
+        };
+        let engine =
+            OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options).expect("session");
+        let len = shape.iter().product();
+        let images: Vec<Vec<u8>> = (0..4).map(|i| image(10 + i, len)).collect();
+        let alone: Vec<Vec<f32>> = images
+            .iter()
+            .map(|im| engine.run(1, &[im]).expect("run"))
+            .collect();
+        assert_eq!(
+            engine.side_by_side_runs(),
+            Some(0),
+            "an idle engine's run is not a lane's"
+        );
+
+        // As if another run were under way.
+        let busy = engine.in_flight.enter();
+        let beside = engine.run(1, &[&images[0]]).expect("lane run");
+        assert!(max_abs_diff(&beside, &alone[0]) <= 1e-5);
+        assert_eq!(engine.side_by_side_runs(), Some(1));
+        // Many at once on the lanes' one session, each with its own image.
+        let side_by_side: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|i| {
+                    let (engine, image) = (&engine, &images[i % 4]);
+                    s.spawn(move || {
+                        (0..5)
+                            .map(|_| engine.run(1, &[image]).expect("run"))
+                            .last()
+                            .expect("five runs")
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("run thread"))
+                .collect()
+        });
+        drop(busy);
+        for (i, logits) in side_by_side.iter().enumerate() {
+            let diff = max_abs_diff(logits, &alone[i % 4]);
+            assert!(diff <= 1e-5, "run {i} differs by {diff}");
+        }
+        assert_eq!(engine.side_by_side_runs(), Some(41));
+        // A batch with padding, beside another run.
+        let busy = engine.in_flight.enter();
+        let padded = engine.run(3, &[&images[1], &images[2]]).expect("batch");
+        drop(busy);
+        assert!(max_abs_diff(&padded[..1000], &alone[1]) <= 1e-5);
+        assert!(max_abs_diff(&padded[1000..2000], &alone[2]) <= 1e-5);
+
+        // One intra-op thread anyway: the one single-threaded session serves
+        // every run, side by side.
+        options.intra_threads = 1;
+        let engine =
+            OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options).expect("session");
+        assert!(engine.wide.is_none());
+        assert!(max_abs_diff(&engine.run(1, &[&images[3]]).expect("run"), &alone[3]) <= 1e-5);
+        assert_eq!(engine.side_by_side_runs(), Some(1));
+
+        options.lanes = false;
+        let engine =
+            OnnxRuntimeEngine::load("test", rt, &onnx, shape, 1000, &options).expect("session");
+        let _busy = engine.in_flight.enter();
+        assert!(max_abs_diff(&engine.run(1, &[&images[3]]).expect("run"), &alone[3]) <= 1e-5);
+        assert_eq!(engine.side_by_side_runs(), None);
+    }
+
     #[test]
     fn refuses_a_model_that_disagrees_with_its_configs() {
         let Some(rt) = test_runtime() else { return };
@@ -357,6 +535,7 @@ mod tests {
             intra_threads: 1,
             spinning: false,
             cache_dir: None,
+            lanes: false,
         };
         let err =
             OnnxRuntimeEngine::load("test", rt, &onnx, [3, size + 16, size + 16], 1000, &options)
@@ -384,6 +563,7 @@ mod tests {
             intra_threads: 1,
             spinning: false,
             cache_dir: Some(cache.path().to_path_buf()),
+            lanes: false,
         };
         let image = image(3, shape.iter().product());
         let logits: Vec<Vec<f32>> = std::thread::scope(|s| {
