@@ -197,12 +197,13 @@ fn native_options(args: &ServeArgs) -> anyhow::Result<Option<NativeOptions>> {
             lanes: args.onnxruntime_lanes && batching.is_none(),
         },
     )?;
-    let runs_at_once = match &engine {
+    let runs_at_once = if engine.has_lanes() {
         // One run per core: the first on the multi-threaded session, the
         // others side by side on the single-threaded one.
-        NativeEngine::OnnxRuntime { options, .. } if options.has_lanes() => cores(),
+        cores()
+    } else {
         // Unbatched runs share the cores: each already uses `intra` threads.
-        _ => (cores() / intra).max(1),
+        (cores() / intra).max(1)
     };
     Ok(Some(NativeOptions {
         engine,
@@ -231,11 +232,10 @@ async fn serve(
             ),
             NativeEngine::Tract => "tract".to_string(),
         };
-        let lanes = match &native.engine {
-            NativeEngine::OnnxRuntime { options, .. } if options.has_lanes() => {
-                ", overlapping runs side by side on one thread each"
-            }
-            _ => "",
+        let lanes = if native.engine.has_lanes() {
+            ", overlapping runs side by side on one thread each"
+        } else {
+            ""
         };
         tracing::info!(
             "host path: models run natively on {engine}, {threads} threads per run{lanes}, batching {}",

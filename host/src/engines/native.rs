@@ -72,6 +72,12 @@ impl NativeEngine {
             NativeEngine::OnnxRuntime { .. } => "onnxruntime",
         }
     }
+
+    /// Whether versions get onnxruntime's side-by-side runs
+    /// ([`OrtOptions::has_lanes`]).
+    pub fn has_lanes(&self) -> bool {
+        matches!(self, NativeEngine::OnnxRuntime { options, .. } if options.has_lanes())
+    }
 }
 
 /// `dir` loaded by the component's own tract code, as the guest loads it.
